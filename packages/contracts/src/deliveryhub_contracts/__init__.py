@@ -1,0 +1,1 @@
+"""Delivery Hub's broker contract: the event envelope, the typed payloads and the topology names."""

@@ -1,0 +1,1 @@
+"""What every Delivery Hub service shares: settings, database, outbox, inbox, broker, auth, errors."""

@@ -1,0 +1,106 @@
+"""The small interface services use to reach a message broker: confirmed publish, acked consume."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+HeaderValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A persistent message to publish."""
+
+    body: bytes
+    message_id: str
+    content_type: str = "application/json"
+    type: str | None = None
+    headers: Mapping[str, HeaderValue] = field(default_factory=dict)
+
+
+class IncomingMessage(Protocol):
+    """A delivered message; exactly one of `ack` or `reject` settles it."""
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def headers(self) -> Mapping[str, object]: ...
+    @property
+    def routing_key(self) -> str: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def redelivered(self) -> bool: ...
+
+    async def ack(self) -> None: ...
+    async def reject(self, *, requeue: bool) -> None: ...
+
+
+MessageHandler = Callable[[IncomingMessage], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ExchangeDeclaration:
+    name: str
+    type: str = "topic"
+
+
+@dataclass(frozen=True)
+class QueueDeclaration:
+    name: str
+    arguments: Mapping[str, HeaderValue] = field(default_factory=dict)
+    bindings: tuple[tuple[str, str], ...] = ()  # (exchange, routing key)
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchanges: tuple[ExchangeDeclaration, ...] = ()
+    queues: tuple[QueueDeclaration, ...] = ()
+
+
+class BrokerError(Exception):
+    """Base of broker failures."""
+
+
+class BrokerUnavailable(BrokerError):
+    """No connection to the broker now; the same call may succeed later."""
+
+
+class Unroutable(BrokerError):
+    """The broker returned a mandatory message: no queue is bound for its routing key."""
+
+
+class PublishRejected(BrokerError):
+    """The broker refused to take responsibility for the message (a negative confirm)."""
+
+
+class Subscription(Protocol):
+    async def cancel(self) -> None:
+        """Stop receiving new messages; those in hand can still be settled."""
+
+    async def close(self) -> None:
+        """Give up the subscription; unsettled messages go back to the queue."""
+
+
+class Broker(Protocol):
+    """What the services need of a broker; RabbitMQ in production, in-process for tests later."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def declare(self, topology: Topology) -> None:
+        """Create the exchanges, queues and bindings, idempotently; again on every reconnect."""
+
+    async def publish(self, exchange: str, routing_key: str, message: OutgoingMessage) -> None:
+        """Publish persistently and mandatorily; return only once the broker has confirmed it."""
+
+    async def consume(self, queue: str, handler: MessageHandler, *, prefetch: int) -> Subscription:
+        """Hand each message of `queue` to `handler`, at most `prefetch` unsettled at a time."""

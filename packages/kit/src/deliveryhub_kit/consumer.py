@@ -1,0 +1,254 @@
+"""Inbox consumer: decode, apply in one transaction with the inbox row, ack only after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from deliveryhub_contracts.events import MalformedEvent, Payload, parse_envelope, parse_payload
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deliveryhub_kit.broker import (
+    Broker,
+    BrokerError,
+    IncomingMessage,
+    OutgoingMessage,
+    Subscription,
+)
+from deliveryhub_kit.db import Database, utcnow
+from deliveryhub_kit.errors import DomainError, is_database_unavailable
+from deliveryhub_kit.inbox import InboxMessageMixin, record_in_inbox
+
+logger = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Route(Generic[P]):
+    """How to apply one kind of event: its payload type and the function that applies it."""
+
+    payload_type: type[P]
+    apply: Callable[[AsyncSession, P], Awaitable[None]]
+
+    async def __call__(self, session: AsyncSession, payload: BaseModel) -> None:
+        assert isinstance(payload, self.payload_type)
+        await self.apply(session, payload)
+
+
+def route(payload_type: type[P], apply: Callable[[AsyncSession, P], Awaitable[None]]) -> EventRoute:
+    """A route for events whose payload is `payload_type`."""
+    return Route(payload_type, apply)
+
+
+class EventRoute(Protocol):
+    """Any route, whatever its payload type."""
+
+    @property
+    def payload_type(self) -> type[BaseModel]: ...
+
+    async def __call__(self, session: AsyncSession, payload: BaseModel) -> None: ...
+
+
+@dataclass(frozen=True)
+class DecodedMessage:
+    event_id: uuid.UUID
+    key: str
+    payload: BaseModel
+
+
+Decoder = Callable[[IncomingMessage], DecodedMessage]
+
+
+class RetryLater(Exception):
+    """A handler cannot apply the event yet, for a reason that will pass."""
+
+
+def cloud_event_decoder(routes: Mapping[str, EventRoute]) -> Decoder:
+    """Decode a structured CloudEvent whose short type has a route."""
+
+    def decode(message: IncomingMessage) -> DecodedMessage:
+        envelope = parse_envelope(message.body)
+        route = routes.get(envelope.routing_key)
+        if route is None:
+            raise MalformedEvent(f"no handler for event type {envelope.type!r}")
+        payload_type = route.payload_type
+        if not issubclass(payload_type, Payload):
+            raise MalformedEvent(f"route {envelope.routing_key} has no event payload type")
+        return DecodedMessage(envelope.id, envelope.routing_key, parse_payload(envelope, payload_type))
+
+    return decode
+
+
+def plain_json_decoder(key: str, payload_type: type[BaseModel], namespace: uuid.UUID) -> Decoder:
+    """Decode a plain JSON message; without a message id, its content names it (uuid5)."""
+
+    def decode(message: IncomingMessage) -> DecodedMessage:
+        try:
+            payload = payload_type.model_validate_json(message.body)
+        except ValidationError as error:
+            raise MalformedEvent(f"invalid {key} message: {error.errors(include_url=False)}") from error
+        event_id = _message_uuid(message.message_id) or uuid.uuid5(namespace, message.body.hex())
+        return DecodedMessage(event_id, key, payload)
+
+    return decode
+
+
+def _message_uuid(message_id: str | None) -> uuid.UUID | None:
+    if not message_id:
+        return None
+    try:
+        return uuid.UUID(message_id)
+    except ValueError:
+        return uuid.uuid5(uuid.NAMESPACE_URL, message_id)
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, RetryLater) or is_database_unavailable(error):
+        return True
+    # Deadlocks and serialization failures succeed when run again.
+    code = getattr(getattr(error, "orig", None), "sqlstate", None) or getattr(
+        getattr(error, "orig", None), "pgcode", None
+    )
+    # A unique violation means a concurrent handler created the record first: look again.
+    return isinstance(error, sa_exc.DBAPIError) and code in {"40001", "40P01", "23505"}
+
+
+class InboxConsumer:
+    """Consumes one queue; side effects happen once per event id and the ack follows the commit."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        queue: str,
+        dead_letter_queue: str,
+        database: Database,
+        broker: Broker,
+        inbox_model: type[InboxMessageMixin],
+        routes: Mapping[str, EventRoute],
+        decoder: Decoder | None = None,
+        prefetch: int = 32,
+        max_backoff_seconds: float = 15.0,
+    ) -> None:
+        self.name = name
+        self.queue = queue
+        self.dead_letter_queue = dead_letter_queue
+        self._database = database
+        self._broker = broker
+        self._inbox_model = inbox_model
+        self._routes = routes
+        self._decode = decoder or cloud_event_decoder(routes)
+        self._prefetch = prefetch
+        self._max_backoff = max_backoff_seconds
+        self._consecutive_transient = 0
+        self._subscription: Subscription | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+
+    async def start(self) -> None:
+        self._subscription = await self._broker.consume(self.queue, self.handle, prefetch=self._prefetch)
+
+    async def stop(self, timeout_seconds: float = 10.0) -> None:
+        """Stop taking messages, let the ones in hand finish, and return the rest to the queue."""
+        if self._subscription is None:
+            return
+        subscription, self._subscription = self._subscription, None
+        self._stopping = True
+        await subscription.cancel()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout_seconds)
+        except TimeoutError:
+            logger.warning("%s: %d messages still in hand at shutdown", self.name, self._in_flight)
+        await subscription.close()
+
+    async def handle(self, message: IncomingMessage) -> None:
+        if self._stopping:
+            await message.reject(requeue=True)
+            return
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._handle(message)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _handle(self, message: IncomingMessage) -> None:
+        try:
+            decoded = self._decode(message)
+            route = self._routes.get(decoded.key)
+            if route is None:
+                raise MalformedEvent(f"no handler for {decoded.key!r}")
+        except MalformedEvent as error:
+            await self.dead_letter(message, error)
+            return
+        try:
+            async with self._database.transaction() as session:
+                if await record_in_inbox(session, self._inbox_model, decoded.event_id, decoded.key):
+                    await route(session, decoded.payload)
+                else:
+                    logger.info("%s: event %s applied before; acking the copy", self.name, decoded.event_id)
+        except Exception as error:
+            if _is_transient(error):
+                await self._retry(message, error)
+            elif isinstance(error, DomainError | ValueError | sa_exc.SQLAlchemyError):
+                await self.dead_letter(message, error)
+            else:
+                logger.exception("%s: unexpected failure applying %s", self.name, decoded.event_id)
+                await self.dead_letter(message, error)
+            return
+        self._consecutive_transient = 0
+        await message.ack()
+
+    async def _retry(self, message: IncomingMessage, error: BaseException) -> None:
+        """Return the message to the queue after a pause that grows while the cause persists."""
+        self._consecutive_transient += 1
+        delay = min(0.25 * 2**self._consecutive_transient, self._max_backoff)
+        logger.warning("%s: %s, returning the message to the queue in %.1fs", self.name, error, delay)
+        await asyncio.sleep(delay)
+        await message.reject(requeue=True)
+
+    async def dead_letter(self, message: IncomingMessage, error: BaseException) -> None:
+        """Park the message in the dead-letter queue with why, then ack the original."""
+        headers = {
+            key: value
+            for key, value in message.headers.items()
+            if isinstance(value, str | int | float | bool)
+        }
+        headers.update(
+            {
+                "x-death-reason": str(error)[:1000],
+                "x-error-class": type(error).__name__,
+                "x-original-queue": self.queue,
+                "x-original-routing-key": message.routing_key,
+                "x-failed-at": utcnow().isoformat(),
+            }
+        )
+        logger.error("%s: dead-lettering a message: %s: %s", self.name, type(error).__name__, error)
+        try:
+            await self._broker.publish(
+                "",
+                self.dead_letter_queue,
+                OutgoingMessage(
+                    body=message.body,
+                    message_id=message.message_id or str(uuid.uuid4()),
+                    content_type=message.content_type or "application/octet-stream",
+                    headers=headers,
+                ),
+            )
+        except BrokerError as publish_error:
+            # Not parked, so not acked: the broker hands it out again.
+            logger.error("%s: could not dead-letter: %s", self.name, publish_error)
+            await message.reject(requeue=True)
+            return
+        await message.ack()

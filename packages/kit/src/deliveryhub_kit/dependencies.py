@@ -1,0 +1,57 @@
+"""FastAPI dependencies every service's routes use: the request's transaction and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deliveryhub_kit.db import Database
+from deliveryhub_kit.errors import Unauthenticated
+from deliveryhub_kit.identity import Principal, Role, require_role
+from deliveryhub_kit.tokens import TokenVerifier
+
+
+def _database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def _request_session(
+    database: Annotated[Database, Depends(_database)],
+) -> AsyncIterator[AsyncSession]:
+    async with database.transaction() as session:
+        yield session
+
+
+# Committed when the route function returns and before the response is sent.
+SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT from the Delivery Hub token issuer")
+
+
+def _current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("send a bearer token in the Authorization header")
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier.verify(credentials.credentials)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
+
+
+def role_dependency(*roles: Role) -> Any:
+    """A dependency that yields the principal only if it has one of `roles`."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        require_role(principal, *roles)
+        return principal
+
+    return Depends(check)

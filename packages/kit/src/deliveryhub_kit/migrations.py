@@ -1,0 +1,109 @@
+"""Alembic for every service: the shared env.py body, upgrade/downgrade, creating the database."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, pool
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from deliveryhub_kit.settings import async_database_url
+
+
+def alembic_config(script_location: Path, database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    # ConfigParser interpolation would read a % in a password as a reference.
+    config.set_main_option("sqlalchemy.url", async_database_url(database_url).replace("%", "%%"))
+    return config
+
+
+def upgrade(script_location: Path, database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(script_location, database_url), revision)
+
+
+def downgrade(script_location: Path, database_url: str, revision: str) -> None:
+    command.downgrade(alembic_config(script_location, database_url), revision)
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """The body of a service's `env.py`: migrate the configured database online, or print SQL."""
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url is not configured"
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    def migrate(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(migrate)
+        finally:
+            await engine.dispose()
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        migrate(connection)
+    else:
+        asyncio.run(run())
+
+
+async def create_database_if_missing(database_url: str) -> bool:
+    """Create the database the URL names, unless it exists; True if it was created."""
+    url = make_url(async_database_url(database_url))
+    name = url.database
+    assert name, "the database URL names no database"
+    connection = await asyncpg.connect(
+        user=url.username,
+        password=url.password,
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        database="postgres",
+        timeout=10,
+    )
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        quoted = '"' + name.replace('"', '""') + '"'
+        await connection.execute(f"CREATE DATABASE {quoted}")
+        return True
+    finally:
+        await connection.close()
+
+
+async def drop_database(database_url: str) -> None:
+    """Drop the database the URL names, ending its sessions first."""
+    url = make_url(async_database_url(database_url))
+    name = url.database
+    assert name
+    connection = await asyncpg.connect(
+        user=url.username,
+        password=url.password,
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        database="postgres",
+        timeout=10,
+    )
+    try:
+        quoted = '"' + name.replace('"', '""') + '"'
+        await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    finally:
+        await connection.close()

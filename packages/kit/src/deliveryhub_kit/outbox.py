@@ -1,0 +1,223 @@
+"""Transactional outbox: events written in the caller's transaction, published later by a relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from deliveryhub_contracts.events import Payload, make_envelope
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from deliveryhub_kit.broker import (
+    Broker,
+    BrokerError,
+    BrokerUnavailable,
+    OutgoingMessage,
+)
+from deliveryhub_kit.db import Database, utcnow
+
+logger = logging.getLogger(__name__)
+
+PENDING_KEY = "outbox_pending"
+
+
+class OutboxMessageMixin:
+    """Columns of a service's `outbox` table; the service maps it on its own metadata."""
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    routing_key: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[Index, ...]:
+        # Only waiting rows are indexed: the relay's query stays fast however many are published.
+        return (
+            Index(
+                "ix_outbox_waiting",
+                "next_attempt_at",
+                "id",
+                postgresql_where="published_at IS NULL",
+                sqlite_where="published_at IS NULL",
+            ),
+            Index("ix_outbox_published_at", "published_at"),
+        )
+
+
+class EventSink(Protocol):
+    """Where a service layer emits its events; the outbox in production, a list in unit tests."""
+
+    def emit(self, payload: Payload, *, subject: str) -> None: ...
+
+
+class Outbox:
+    """Writes events into the outbox table inside the caller's transaction."""
+
+    def __init__(self, session: AsyncSession, model: type[OutboxMessageMixin], source: str) -> None:
+        self._session = session
+        self._model = model
+        self._source = source
+
+    def emit(self, payload: Payload, *, subject: str) -> None:
+        envelope = make_envelope(payload, source=self._source, subject=subject, time=utcnow())
+        row = self._model()
+        row.event_id = envelope.id
+        row.routing_key = envelope.routing_key
+        row.body = envelope.to_json().decode()
+        self._session.add(row)
+        self._session.info[PENDING_KEY] = True
+
+
+class OutboxRelay:
+    """Publishes waiting outbox rows in order, with confirms, and marks them only once confirmed."""
+
+    def __init__(
+        self,
+        database: Database,
+        broker: Broker,
+        model: type[OutboxMessageMixin],
+        *,
+        exchange: str,
+        batch_size: int = 200,
+        poll_seconds: float = 1.0,
+        retention_seconds: float = 7 * 24 * 3600,
+        prune_every_seconds: float = 600.0,
+    ) -> None:
+        self._database = database
+        self._broker = broker
+        self._model = model
+        self._exchange = exchange
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._retention = timedelta(seconds=retention_seconds)
+        self._prune_every = timedelta(seconds=prune_every_seconds)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_pruned_at: datetime | None = None
+        database.on_commit(self._after_commit)
+
+    def _after_commit(self, session: AsyncSession) -> None:
+        if session.info.pop(PENDING_KEY, False):
+            self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                published = await self.relay_batch()
+                await self._prune_if_due()
+                failures = 0
+            except Exception as error:  # keep relaying whatever one round met
+                failures += 1
+                published = 0
+                logger.warning("outbox relay round failed (%s): %s", type(error).__name__, error)
+            if published >= self._batch_size:
+                continue  # more are waiting
+            delay = self._poll_seconds * min(2**failures, 30)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+
+    async def relay_batch(self) -> int:
+        """Publish one batch in its own transaction; the number of rows confirmed."""
+        async with self._database.transaction() as session:
+            return await self.relay_in(session)
+
+    async def relay_in(self, session: AsyncSession) -> int:
+        """Claim, publish and mark one batch within `session`'s transaction."""
+        rows = await self.claim(session)
+        if not rows:
+            return 0
+        return await self.publish(rows)
+
+    async def claim(self, session: AsyncSession) -> Sequence[OutboxMessageMixin]:
+        model = self._model
+        query = (
+            select(model)
+            .where(model.published_at.is_(None), model.next_attempt_at <= utcnow())
+            .order_by(model.id)
+            .limit(self._batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        return (await session.scalars(query)).all()
+
+    async def publish(self, rows: Sequence[OutboxMessageMixin]) -> int:
+        """Publish rows in order and mark the confirmed ones; unconfirmed ones wait and retry."""
+        if not self._broker.connected:
+            raise BrokerUnavailable("the broker is not connected; the outbox keeps the events")
+        # Sent in order on one channel; the confirms are awaited together.
+        outcomes = await asyncio.gather(
+            *(self._broker.publish(self._exchange, row.routing_key, _message(row)) for row in rows),
+            return_exceptions=True,
+        )
+        now = utcnow()
+        confirmed = 0
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if outcome is None:
+                row.published_at = now
+                confirmed += 1
+            elif isinstance(outcome, BrokerUnavailable):
+                # Not the row's fault: it stays as it is and goes out first after the reconnect.
+                logger.info("outbox event %s waits for the broker: %s", row.event_id, outcome)
+            elif isinstance(outcome, BrokerError):
+                row.attempts += 1
+                row.last_error = f"{type(outcome).__name__}: {outcome}"
+                row.next_attempt_at = now + timedelta(seconds=min(2**row.attempts, 300))
+                logger.warning("outbox event %s not published: %s", row.event_id, row.last_error)
+            else:
+                raise outcome
+        return confirmed
+
+    async def _prune_if_due(self) -> None:
+        now = utcnow()
+        if self._last_pruned_at is not None and now - self._last_pruned_at < self._prune_every:
+            return
+        self._last_pruned_at = now
+        await self.prune(older_than=now - self._retention)
+
+    async def prune(self, *, older_than: datetime) -> int:
+        """Delete rows published before `older_than`; the number deleted."""
+        model = self._model
+        async with self._database.transaction() as session:
+            result = await session.execute(
+                delete(model).where(model.published_at.is_not(None), model.published_at < older_than)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _message(row: OutboxMessageMixin) -> OutgoingMessage:
+    return OutgoingMessage(
+        body=row.body.encode(),
+        message_id=str(row.event_id),
+        type=row.routing_key,
+    )

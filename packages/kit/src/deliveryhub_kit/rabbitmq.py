@@ -1,0 +1,191 @@
+"""The broker interface on RabbitMQ, with aio-pika's robust connection."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    ConsumerTag,
+)
+
+from deliveryhub_kit.broker import (
+    BrokerUnavailable,
+    MessageHandler,
+    OutgoingMessage,
+    PublishRejected,
+    Subscription,
+    Topology,
+    Unroutable,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class RabbitMessage:
+    """An aio-pika delivery behind the `IncomingMessage` interface."""
+
+    def __init__(self, message: AbstractIncomingMessage) -> None:
+        self._message = message
+
+    @property
+    def body(self) -> bytes:
+        return self._message.body
+
+    @property
+    def headers(self) -> Mapping[str, object]:
+        return dict(self._message.headers or {})
+
+    @property
+    def routing_key(self) -> str:
+        return self._message.routing_key or ""
+
+    @property
+    def message_id(self) -> str | None:
+        return self._message.message_id
+
+    @property
+    def content_type(self) -> str | None:
+        return self._message.content_type
+
+    @property
+    def redelivered(self) -> bool:
+        return bool(self._message.redelivered)
+
+    async def ack(self) -> None:
+        await self._message.ack()
+
+    async def reject(self, *, requeue: bool) -> None:
+        await self._message.reject(requeue=requeue)
+
+
+class RabbitSubscription:
+    def __init__(
+        self, channel: AbstractRobustChannel, queue: aio_pika.abc.AbstractQueue, tag: ConsumerTag
+    ) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._tag = tag
+
+    async def cancel(self) -> None:
+        try:
+            await self._queue.cancel(self._tag)
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
+            logger.debug("cancelling consumer %s: %s", self._tag, error)
+
+    async def close(self) -> None:
+        try:
+            await self._channel.close()
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
+            logger.debug("closing the channel of consumer %s: %s", self._tag, error)
+
+
+class RabbitBroker:
+    """Publishes on one confirmed channel; each consumer gets a channel of its own."""
+
+    def __init__(self, url: str, *, publish_timeout_seconds: float = 10.0, name: str = "deliveryhub") -> None:
+        self._url = url
+        self._publish_timeout = publish_timeout_seconds
+        self._name = name
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractRobustChannel | None = None
+        self._topologies: list[Topology] = []
+
+    @property
+    def connected(self) -> bool:
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
+
+    async def connect(self) -> None:
+        try:
+            self._connection = await aio_pika.connect_robust(
+                self._url, client_properties={"connection_name": self._name}, timeout=10
+            )
+        except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
+            raise BrokerUnavailable(f"cannot connect to RabbitMQ: {error}") from error
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        assert isinstance(channel, AbstractRobustChannel)
+        self._publish_channel = channel
+        self._connection.reconnect_callbacks.add(self._on_reconnect)
+
+    async def _on_reconnect(self, *_: object) -> None:
+        # The broker may have lost non-durable state or been replaced: declare everything again.
+        for topology in self._topologies:
+            try:
+                await self._declare(topology)
+            except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
+                logger.warning("declaring the topology again after a reconnect failed: %s", error)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+        self._publish_channel = None
+
+    async def declare(self, topology: Topology) -> None:
+        await self._declare(topology)
+        self._topologies.append(topology)
+
+    async def _declare(self, topology: Topology) -> None:
+        channel = await self._require_connection().channel()
+        try:
+            for exchange in topology.exchanges:
+                await channel.declare_exchange(
+                    exchange.name, aio_pika.ExchangeType(exchange.type), durable=True
+                )
+            for queue in topology.queues:
+                declared = await channel.declare_queue(
+                    queue.name, durable=True, arguments=dict(queue.arguments)
+                )
+                for exchange_name, routing_key in queue.bindings:
+                    await declared.bind(exchange_name, routing_key)
+        finally:
+            await channel.close()
+
+    async def publish(self, exchange: str, routing_key: str, message: OutgoingMessage) -> None:
+        channel = self._publish_channel
+        if channel is None or not self.connected or channel.is_closed:
+            raise BrokerUnavailable("not connected to RabbitMQ")
+        amqp_message = aio_pika.Message(
+            body=message.body,
+            message_id=message.message_id,
+            content_type=message.content_type,
+            type=message.type,
+            headers=dict(message.headers),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        try:
+            target = (
+                channel.default_exchange
+                if exchange == ""
+                else await channel.get_exchange(exchange, ensure=False)
+            )
+            await target.publish(amqp_message, routing_key, mandatory=True, timeout=self._publish_timeout)
+        except aiormq.exceptions.PublishError as error:
+            raise Unroutable(f"no queue is bound to {exchange or '(default)'}/{routing_key}") from error
+        except aiormq.exceptions.DeliveryError as error:
+            raise PublishRejected(f"the broker refused {routing_key}: {error}") from error
+        except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
+            raise BrokerUnavailable(f"publishing {routing_key} failed: {error!r}") from error
+
+    async def consume(self, queue: str, handler: MessageHandler, *, prefetch: int) -> Subscription:
+        channel = await self._require_connection().channel()
+        assert isinstance(channel, AbstractRobustChannel)
+        await channel.set_qos(prefetch_count=prefetch)
+        declared = await channel.get_queue(queue, ensure=True)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await handler(RabbitMessage(message))
+
+        tag = await declared.consume(on_message)
+        return RabbitSubscription(channel, declared, tag)
+
+    def _require_connection(self) -> AbstractRobustConnection:
+        if self._connection is None or self._connection.is_closed:
+            raise BrokerUnavailable("not connected to RabbitMQ")
+        return self._connection

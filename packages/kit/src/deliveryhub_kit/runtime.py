@@ -1,0 +1,117 @@
+"""The moving parts of one service process, started and stopped together by the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from deliveryhub_kit.broker import Broker, BrokerUnavailable, Topology
+from deliveryhub_kit.consumer import InboxConsumer
+from deliveryhub_kit.db import Database
+from deliveryhub_kit.outbox import OutboxMessageMixin, OutboxRelay
+from deliveryhub_kit.rabbitmq import RabbitBroker
+from deliveryhub_kit.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+ConsumerFactory = Callable[["ServiceRuntime"], Sequence[InboxConsumer]]
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What differs between services: their tables, their topology and their consumers."""
+
+    outbox_model: type[OutboxMessageMixin]
+    topologies: Sequence[Topology]
+    consumers: ConsumerFactory
+
+
+class ServiceRuntime:
+    """Database, broker, outbox relay and consumers of one service process."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        wiring: Wiring,
+        *,
+        broker: Broker | None = None,
+        database: Database | None = None,
+    ) -> None:
+        self.settings = settings
+        self.wiring = wiring
+        self.database = database or Database(
+            settings.async_database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            timeout_seconds=settings.database_timeout_seconds,
+        )
+        self.broker: Broker = broker or RabbitBroker(
+            settings.amqp_url,
+            publish_timeout_seconds=settings.publish_timeout_seconds,
+            name=settings.service_name,
+        )
+        self.relay = OutboxRelay(
+            self.database,
+            self.broker,
+            wiring.outbox_model,
+            exchange=self.exchange,
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_poll_seconds,
+            retention_seconds=settings.outbox_retention_seconds,
+        )
+        self.consumers: Sequence[InboxConsumer] = ()
+        self.stopping = False
+        self._broker_task: asyncio.Task[None] | None = None
+
+    @property
+    def exchange(self) -> str:
+        from deliveryhub_contracts.topology import Names
+
+        return Names(self.settings.broker_prefix).exchange
+
+    async def start(self) -> None:
+        self.relay.start()
+        # The API serves even while the broker is away: the outbox keeps the events meanwhile.
+        self._broker_task = asyncio.create_task(self._attach_broker(), name="attach-broker")
+
+    async def _attach_broker(self) -> None:
+        delay = 0.5
+        while not self.stopping:
+            try:
+                await self.broker.connect()
+                for topology in self.wiring.topologies:
+                    await self.broker.declare(topology)
+                break
+            except BrokerUnavailable as error:
+                logger.warning("broker not reachable (%s); trying again in %.1fs", error, delay)
+                await self.broker.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        else:
+            return
+        consumers = list(self.wiring.consumers(self))
+        for consumer in consumers:
+            await consumer.start()
+        self.consumers = consumers
+        self.relay.wake()
+        logger.info("%s attached to the broker", self.settings.service_name)
+
+    async def wait_until_attached(self) -> None:
+        if self._broker_task is not None:
+            await asyncio.shield(self._broker_task)
+
+    async def stop(self) -> None:
+        """Stop consuming, finish the relay's batch, close the broker and the database."""
+        self.stopping = True
+        if self._broker_task is not None and not self._broker_task.done():
+            self._broker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._broker_task
+        for consumer in self.consumers:
+            await consumer.stop()
+        await self.relay.stop()
+        await self.broker.close()
+        await self.database.dispose()

@@ -1,0 +1,84 @@
+"""Settings every service reads from the environment and `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_KEYS_DIR = Path(".deliveryhub/keys")
+
+
+def async_database_url(url: str) -> str:
+    """Accept the usual `postgresql://` spelling and use the asyncio driver."""
+    for plain in (
+        "postgresql://",
+        "postgres://",
+        "postgresql+psycopg://",
+        "postgresql+psycopg2://",
+    ):
+        if url.startswith(plain):
+            return "postgresql+asyncpg://" + url.removeprefix(plain)
+    return url
+
+
+class ServiceSettings(BaseSettings):
+    """Settings shared by the services; each service sets its own defaults for name and port."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    service_name: str = "service"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    database_url: str = Field(
+        default=f"{DEFAULT_POSTGRES}/postgres",
+        validation_alias=AliasChoices("DATABASE_URL", "POSTGRES_URL"),
+    )
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    database_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    amqp_url: str = DEFAULT_AMQP_URL
+    broker_prefix: str = ""
+    publish_timeout_seconds: float = Field(default=10.0, gt=0)
+    consumer_prefetch: int = Field(default=32, ge=1, le=10_000)
+
+    outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_retention_seconds: float = Field(default=7 * 24 * 3600, ge=0)
+
+    jwt_public_key: str | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str = "deliveryhub"
+    jwt_audience: str = "deliveryhub-api"
+    keys_dir: Path = DEFAULT_KEYS_DIR
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @model_validator(mode="after")
+    def _secrets_are_given_outside_development(self) -> ServiceSettings:
+        if self.environment == "production" and not (self.jwt_public_key or self.jwt_public_key_file):
+            raise ValueError("JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE is required in production")
+        return self
+
+    @property
+    def async_database_url(self) -> str:
+        return async_database_url(self.database_url)
+
+    def public_key_pem(self) -> str:
+        """The PEM of the key that verifies tokens (in development, the local key pair's)."""
+        if self.jwt_public_key:
+            return self.jwt_public_key
+        if self.jwt_public_key_file:
+            return self.jwt_public_key_file.read_text()
+        from deliveryhub_kit.keys import ensure_development_keys
+
+        return ensure_development_keys(self.keys_dir).public_pem

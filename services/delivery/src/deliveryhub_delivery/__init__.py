@@ -1,0 +1,1 @@
+"""The delivery service: deliveries and couriers, driven by order events."""

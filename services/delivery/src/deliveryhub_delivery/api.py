@@ -1,0 +1,78 @@
+"""HTTP routes of the delivery service: parse, authorize, call the service, render."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from deliveryhub_kit.dependencies import SessionDep, role_dependency
+from deliveryhub_kit.http_errors import error_responses
+from deliveryhub_kit.identity import Principal, Role
+from fastapi import APIRouter, Depends, Query
+
+from deliveryhub_delivery.domain import DeliveryStatus
+from deliveryhub_delivery.schemas import AppointRequest, DeliverymanOut, DeliveryOut
+from deliveryhub_delivery.service import DeliveryService, delivery_service
+
+router = APIRouter(prefix="/api", tags=["delivery"], responses=error_responses(401, 403, 422, 503))
+
+
+def _service(session: SessionDep) -> DeliveryService:
+    return delivery_service(session)
+
+
+ServiceDep = Annotated[DeliveryService, Depends(_service)]
+Manager = Annotated[Principal, role_dependency(Role.MANAGER)]
+ManagerOrCourier = Annotated[Principal, role_dependency(Role.MANAGER, Role.COURIER)]
+
+
+@router.get("/delivery/")
+async def list_deliveries(
+    principal: ManagerOrCourier,
+    service: ServiceDep,
+    status: DeliveryStatus | None = None,
+    deliveryman_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[DeliveryOut]:
+    """List deliveries, newest first: all of them for a manager, their own for a courier."""
+    deliveries = await service.list_deliveries(
+        principal, status=status, deliveryman_id=deliveryman_id, limit=limit, offset=offset
+    )
+    return [DeliveryOut.of(delivery) for delivery in deliveries]
+
+
+@router.get("/delivery/{delivery_id}", responses=error_responses(404))
+async def get_delivery(
+    delivery_id: uuid.UUID, principal: ManagerOrCourier, service: ServiceDep
+) -> DeliveryOut:
+    """One delivery (a courier sees only the ones appointed to them)."""
+    return DeliveryOut.of(await service.get_delivery(principal, delivery_id))
+
+
+@router.post("/delivery/{delivery_id}/appoint", responses=error_responses(404, 409))
+async def appoint_courier(
+    delivery_id: uuid.UUID, body: AppointRequest, _: Manager, service: ServiceDep
+) -> DeliveryOut:
+    """Appoint a courier to an activated delivery."""
+    return DeliveryOut.of(await service.appoint_courier(delivery_id, body.deliveryman_id))
+
+
+@router.post("/delivery/{delivery_id}/finish", responses=error_responses(404, 409))
+async def finish_delivery(
+    delivery_id: uuid.UUID, principal: ManagerOrCourier, service: ServiceDep
+) -> DeliveryOut:
+    """Mark the delivery done: its appointed courier, or a manager."""
+    return DeliveryOut.of(await service.finish_delivery(principal, delivery_id))
+
+
+@router.post("/delivery/{delivery_id}/cancel", responses=error_responses(404, 409))
+async def cancel_delivery(delivery_id: uuid.UUID, _: Manager, service: ServiceDep) -> DeliveryOut:
+    """Cancel a delivery that is not done; the order is canceled in turn."""
+    return DeliveryOut.of(await service.cancel_delivery(delivery_id))
+
+
+@router.get("/deliverymen")
+async def list_deliverymen(_: Manager, service: ServiceDep) -> list[DeliverymanOut]:
+    """The couriers."""
+    return [DeliverymanOut.model_validate(man) for man in await service.list_deliverymen()]

@@ -1,0 +1,35 @@
+"""The delivery service's app factory: `uvicorn --factory deliveryhub_delivery.app:create_app`."""
+
+from __future__ import annotations
+
+from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, Names, legacy_queues
+from deliveryhub_kit.app import build_app
+from deliveryhub_kit.broker import Broker, Topology
+from deliveryhub_kit.runtime import ServiceRuntime, Wiring
+from deliveryhub_kit.topology import legacy_topology, service_topology
+from fastapi import FastAPI
+
+from deliveryhub_delivery import api
+from deliveryhub_delivery.consumers import build_consumers
+from deliveryhub_delivery.models import OutboxMessage
+from deliveryhub_delivery.settings import DeliverySettings
+
+
+def topologies(settings: DeliverySettings) -> list[Topology]:
+    names = Names(settings.broker_prefix)
+    declared = [service_topology(names, consumes=DELIVERY_ORDER_EVENTS)]
+    if settings.legacy_queue_prefix:
+        declared.append(legacy_topology(legacy_queues(settings.legacy_queue_prefix)))
+    return declared
+
+
+def create_app(settings: DeliverySettings | None = None, *, broker: Broker | None = None) -> FastAPI:
+    """Build the delivery service; nothing connects until the app starts."""
+    settings = settings or DeliverySettings()
+    wiring = Wiring(outbox_model=OutboxMessage, topologies=topologies(settings), consumers=build_consumers)
+    return build_app(
+        title="Delivery Hub: delivery",
+        description="Deliveries and couriers: appoint a courier, mark an order delivered.",
+        runtime=ServiceRuntime(settings, wiring, broker=broker),
+        routers=[api.router],
+    )

@@ -1,0 +1,90 @@
+"""Event handlers of the delivery service: each turns one message into one service call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from deliveryhub_contracts.events import OrderCanceled, OrderCreated, OrderPaid
+from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
+from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, Names, legacy_queues
+from deliveryhub_kit.consumer import Decoder, EventRoute, InboxConsumer, plain_json_decoder, route
+from deliveryhub_kit.runtime import ServiceRuntime
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deliveryhub_delivery.models import InboxMessage
+from deliveryhub_delivery.service import delivery_service
+from deliveryhub_delivery.settings import DeliverySettings
+
+# Legacy messages carry no id: their ids are derived from their content in this namespace.
+LEGACY_NAMESPACE = uuid.UUID("6f1c2a8e-3b7d-4e0a-9d51-2c4b8f7a1e30")
+
+
+async def on_order_created(session: AsyncSession, event: OrderCreated) -> None:
+    await delivery_service(session).on_order_created(event)
+
+
+async def on_order_paid(session: AsyncSession, event: OrderPaid) -> None:
+    await delivery_service(session).on_order_paid(event)
+
+
+async def on_order_canceled(session: AsyncSession, event: OrderCanceled) -> None:
+    await delivery_service(session).on_order_canceled(event)
+
+
+async def on_legacy_order_created(session: AsyncSession, message: LegacyOrderCreated) -> None:
+    await delivery_service(session).on_legacy_order_created(message)
+
+
+async def on_legacy_order_paid(session: AsyncSession, message: LegacyOrderPaid) -> None:
+    await delivery_service(session).on_legacy_order_paid(message)
+
+
+ORDER_EVENT_ROUTES: dict[str, EventRoute] = {
+    "order.created": route(OrderCreated, on_order_created),
+    "order.paid": route(OrderPaid, on_order_paid),
+    "order.canceled": route(OrderCanceled, on_order_canceled),
+}
+
+
+def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
+    """The order-events consumer, and the legacy queues' when a legacy prefix is set."""
+    settings = runtime.settings
+    assert isinstance(settings, DeliverySettings)
+    names = Names(settings.broker_prefix)
+
+    def consumer(
+        name: str, queue: str, routes: dict[str, EventRoute], decoder: Decoder | None = None
+    ) -> InboxConsumer:
+        return InboxConsumer(
+            name=name,
+            queue=queue,
+            dead_letter_queue=names.dead_letter_queue(queue),
+            database=runtime.database,
+            broker=runtime.broker,
+            inbox_model=InboxMessage,
+            routes=routes,
+            decoder=decoder,
+            prefetch=settings.consumer_prefetch,
+        )
+
+    consumers = [consumer("order-events", names.queue(DELIVERY_ORDER_EVENTS), ORDER_EVENT_ROUTES)]
+    if settings.legacy_queue_prefix:
+        created_queue, paid_queue = legacy_queues(settings.legacy_queue_prefix)
+        consumers.append(
+            consumer(
+                created_queue,
+                created_queue,
+                {"legacy.order_created": route(LegacyOrderCreated, on_legacy_order_created)},
+                plain_json_decoder("legacy.order_created", LegacyOrderCreated, LEGACY_NAMESPACE),
+            )
+        )
+        consumers.append(
+            consumer(
+                paid_queue,
+                paid_queue,
+                {"legacy.order_paid": route(LegacyOrderPaid, on_legacy_order_paid)},
+                plain_json_decoder("legacy.order_paid", LegacyOrderPaid, LEGACY_NAMESPACE),
+            )
+        )
+    return consumers

@@ -1,0 +1,104 @@
+"""The delivery state machine and how order events move it, without I/O."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from deliveryhub_delivery.errors import InvalidTransition
+from deliveryhub_delivery.models import Delivery, Deliveryman
+
+
+class DeliveryStatus(enum.StrEnum):
+    CREATED = "created"
+    ACTIVATED = "activated"
+    DONE = "done"
+    CANCELED = "canceled"
+
+
+class OrderChange(enum.StrEnum):
+    """What an order event says happened to the order."""
+
+    CREATED = "created"
+    PAID = "paid"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What one order event tells the delivery service; `version` is None for legacy messages."""
+
+    order_id: uuid.UUID
+    change: OrderChange
+    version: int | None = None
+    address: str | None = None
+    date: datetime | None = None
+    customer_id: uuid.UUID | None = None
+    reason: str | None = None
+
+
+def new_delivery(order_id: uuid.UUID, now: datetime) -> Delivery:
+    return Delivery(
+        id=order_id, status=DeliveryStatus.CREATED, order_version=0, created_at=now, updated_at=now
+    )
+
+
+def absorb_order_facts(delivery: Delivery, facts: OrderFacts, now: datetime) -> None:
+    """Move the delivery as the order event says, never backwards; stale events only fill gaps."""
+    stale = facts.version is not None and facts.version <= delivery.order_version
+    if delivery.address is None and facts.address is not None:
+        delivery.address = facts.address
+    if delivery.date is None and facts.date is not None:
+        delivery.date = facts.date
+    if delivery.customer_id is None and facts.customer_id is not None:
+        delivery.customer_id = facts.customer_id
+    if stale:
+        return
+    if facts.version is not None:
+        delivery.order_version = facts.version
+    status = DeliveryStatus(delivery.status)
+    if facts.change is OrderChange.PAID and status is DeliveryStatus.CREATED:
+        delivery.status = DeliveryStatus.ACTIVATED
+        delivery.activated_at = now
+    elif facts.change is OrderChange.CANCELED and status in (
+        DeliveryStatus.CREATED,
+        DeliveryStatus.ACTIVATED,
+    ):
+        delivery.status = DeliveryStatus.CANCELED
+        delivery.canceled_at = now
+        delivery.cancel_reason = facts.reason or "the order was canceled"
+    delivery.updated_at = now
+
+
+def appoint(delivery: Delivery, deliveryman: Deliveryman, now: datetime) -> None:
+    """Appoint (or re-appoint) a courier; only an activated delivery takes one."""
+    if delivery.status != DeliveryStatus.ACTIVATED:
+        raise InvalidTransition(
+            f"a courier can be appointed only to an activated delivery; this one is {delivery.status}"
+        )
+    delivery.deliveryman_id = deliveryman.id
+    delivery.deliveryman = deliveryman
+    delivery.updated_at = now
+
+
+def finish(delivery: Delivery, now: datetime) -> None:
+    """Mark delivered: the delivery must be activated and have a courier."""
+    if delivery.status != DeliveryStatus.ACTIVATED:
+        raise InvalidTransition(f"only an activated delivery can be finished; this one is {delivery.status}")
+    if delivery.deliveryman_id is None:
+        raise InvalidTransition("no courier is appointed to this delivery yet")
+    delivery.status = DeliveryStatus.DONE
+    delivery.finished_at = now
+    delivery.updated_at = now
+
+
+def cancel(delivery: Delivery, reason: str, now: datetime) -> None:
+    """Cancel anything but a finished or already canceled delivery."""
+    if delivery.status in (DeliveryStatus.DONE, DeliveryStatus.CANCELED):
+        raise InvalidTransition(f"a delivery that is {delivery.status} cannot be canceled")
+    delivery.status = DeliveryStatus.CANCELED
+    delivery.canceled_at = now
+    delivery.cancel_reason = reason
+    delivery.updated_at = now

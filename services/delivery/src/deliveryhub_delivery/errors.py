@@ -1,0 +1,17 @@
+"""The delivery service's errors; `deliveryhub_kit.http_errors` maps them to HTTP."""
+
+from __future__ import annotations
+
+from deliveryhub_kit.errors import Conflict, InvalidInput, NotFound
+
+
+class DeliveryNotFound(NotFound):
+    code = "delivery_not_found"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class UnknownDeliveryman(InvalidInput):
+    code = "unknown_deliveryman"

@@ -1,0 +1,65 @@
+"""Tables of the delivery service."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from deliveryhub_kit.db import make_metadata, utcnow
+from deliveryhub_kit.inbox import InboxMessageMixin
+from deliveryhub_kit.outbox import OutboxMessageMixin
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata()
+
+
+class Deliveryman(Base):
+    """A courier of the shop."""
+
+    __tablename__ = "deliverymen"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Delivery(Base):
+    """The delivery of one order; its id is the order's id.
+
+    A record whose order snapshot has not arrived yet (an `order.canceled` seen first) has no
+    address; it is kept so that late events cannot revive the order, and hidden from the API.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('created', 'activated', 'done', 'canceled')", name="status"),
+        Index("ix_deliveries_created_at", "created_at"),
+        Index("ix_deliveries_status_created_at", "status", "created_at"),
+        Index("ix_deliveries_deliveryman_id_status", "deliveryman_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    customer_id: Mapped[uuid.UUID | None]
+    address: Mapped[str | None] = mapped_column(Text)
+    date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    deliveryman_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deliverymen.id"))
+    order_version: Mapped[int] = mapped_column(default=0)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    deliveryman: Mapped[Deliveryman | None] = relationship(lazy="joined")
+
+
+class OutboxMessage(OutboxMessageMixin, Base):
+    __tablename__ = "outbox"
+
+
+class InboxMessage(InboxMessageMixin, Base):
+    __tablename__ = "inbox"

@@ -1,0 +1,48 @@
+"""Reading and writing deliveries and couriers with SQLAlchemy."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deliveryhub_delivery.models import Delivery, Deliveryman
+
+
+class SqlDeliveryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
+        query = select(Delivery).where(Delivery.id == delivery_id)
+        if for_update:
+            query = query.with_for_update(of=Delivery)
+        return (await self._session.scalars(query)).unique().one_or_none()
+
+    def add(self, delivery: Delivery) -> None:
+        self._session.add(delivery)
+
+    async def list(
+        self,
+        *,
+        status: str | None,
+        deliveryman_id: uuid.UUID | None,
+        limit: int,
+        offset: int,
+    ) -> Sequence[Delivery]:
+        # Records still waiting for their order's snapshot have no address and are not shown.
+        query = select(Delivery).where(Delivery.address.is_not(None))
+        if status is not None:
+            query = query.where(Delivery.status == status)
+        if deliveryman_id is not None:
+            query = query.where(Delivery.deliveryman_id == deliveryman_id)
+        query = query.order_by(Delivery.created_at.desc(), Delivery.id).limit(limit).offset(offset)
+        return (await self._session.scalars(query)).unique().all()
+
+    async def get_deliveryman(self, deliveryman_id: uuid.UUID) -> Deliveryman | None:
+        return await self._session.get(Deliveryman, deliveryman_id)
+
+    async def list_deliverymen(self) -> Sequence[Deliveryman]:
+        return (await self._session.scalars(select(Deliveryman).order_by(Deliveryman.name))).all()

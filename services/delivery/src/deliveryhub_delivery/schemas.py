@@ -1,0 +1,48 @@
+"""The delivery service's HTTP shapes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from deliveryhub_delivery.domain import DeliveryStatus
+from deliveryhub_delivery.models import Delivery
+
+
+class DeliverymanOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+
+
+class DeliveryOut(BaseModel):
+    id: uuid.UUID
+    address: str
+    date: datetime
+    status: DeliveryStatus
+    deliveryman: DeliverymanOut | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliveryOut:
+        assert delivery.address is not None
+        assert delivery.date is not None
+        return cls(
+            id=delivery.id,
+            address=delivery.address,
+            date=delivery.date,
+            status=DeliveryStatus(delivery.status),
+            deliveryman=DeliverymanOut.model_validate(delivery.deliveryman) if delivery.deliveryman else None,
+            created_at=delivery.created_at,
+            updated_at=delivery.updated_at,
+        )
+
+
+class AppointRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    deliveryman_id: uuid.UUID

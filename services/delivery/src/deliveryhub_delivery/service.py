@@ -1,0 +1,172 @@
+"""Use cases of the delivery service; free of HTTP and of the broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from deliveryhub_contracts.events import (
+    DELIVERY_SOURCE,
+    DeliveryAppointed,
+    DeliveryCanceled,
+    DeliveryFinished,
+    OrderCanceled,
+    OrderCreated,
+    OrderPaid,
+)
+from deliveryhub_contracts.events import Deliveryman as DeliverymanPayload
+from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
+from deliveryhub_kit.db import utcnow
+from deliveryhub_kit.identity import Principal, Role
+from deliveryhub_kit.outbox import EventSink, Outbox
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deliveryhub_delivery import domain
+from deliveryhub_delivery.domain import DeliveryStatus, OrderChange, OrderFacts
+from deliveryhub_delivery.errors import DeliveryNotFound, UnknownDeliveryman
+from deliveryhub_delivery.models import Delivery, Deliveryman, OutboxMessage
+from deliveryhub_delivery.repository import SqlDeliveryRepository
+
+MANAGER_CANCEL_REASON = "canceled by the shop manager"
+
+
+class DeliveryRepository(Protocol):
+    async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None: ...
+    def add(self, delivery: Delivery) -> None: ...
+    async def list(
+        self, *, status: str | None, deliveryman_id: uuid.UUID | None, limit: int, offset: int
+    ) -> Sequence[Delivery]: ...
+    async def get_deliveryman(self, deliveryman_id: uuid.UUID) -> Deliveryman | None: ...
+    async def list_deliverymen(self) -> Sequence[Deliveryman]: ...
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        deliveries: DeliveryRepository,
+        events: EventSink,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._deliveries = deliveries
+        self._events = events
+        self._clock = clock
+
+    async def list_deliveries(
+        self,
+        principal: Principal,
+        *,
+        status: DeliveryStatus | None = None,
+        deliveryman_id: uuid.UUID | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Sequence[Delivery]:
+        """Every delivery for a manager; a courier sees only the ones appointed to them."""
+        if principal.role is Role.COURIER:
+            if deliveryman_id is not None and deliveryman_id != principal.deliveryman_id:
+                return []
+            deliveryman_id = principal.deliveryman_id
+        return await self._deliveries.list(
+            status=status, deliveryman_id=deliveryman_id, limit=limit, offset=offset
+        )
+
+    async def get_delivery(self, principal: Principal, delivery_id: uuid.UUID) -> Delivery:
+        return await self._visible(principal, delivery_id)
+
+    async def appoint_courier(self, delivery_id: uuid.UUID, deliveryman_id: uuid.UUID) -> Delivery:
+        delivery = await self._existing(delivery_id)
+        deliveryman = await self._deliveries.get_deliveryman(deliveryman_id)
+        if deliveryman is None:
+            raise UnknownDeliveryman(f"there is no courier with id {deliveryman_id}")
+        domain.appoint(delivery, deliveryman, self._clock())
+        self._events.emit(
+            DeliveryAppointed(
+                order_id=delivery.id,
+                deliveryman=DeliverymanPayload(id=deliveryman.id, name=deliveryman.name),
+            ),
+            subject=str(delivery.id),
+        )
+        return delivery
+
+    async def finish_delivery(self, principal: Principal, delivery_id: uuid.UUID) -> Delivery:
+        """The appointed courier (or a manager) marks the delivery done."""
+        delivery = await self._visible(principal, delivery_id, for_update=True)
+        now = self._clock()
+        domain.finish(delivery, now)
+        assert delivery.deliveryman_id is not None
+        self._events.emit(
+            DeliveryFinished(order_id=delivery.id, deliveryman_id=delivery.deliveryman_id, finished_at=now),
+            subject=str(delivery.id),
+        )
+        return delivery
+
+    async def cancel_delivery(self, delivery_id: uuid.UUID, reason: str = MANAGER_CANCEL_REASON) -> Delivery:
+        delivery = await self._existing(delivery_id)
+        domain.cancel(delivery, reason, self._clock())
+        self._events.emit(DeliveryCanceled(order_id=delivery.id, reason=reason), subject=str(delivery.id))
+        return delivery
+
+    async def list_deliverymen(self) -> Sequence[Deliveryman]:
+        return await self._deliveries.list_deliverymen()
+
+    async def on_order_created(self, event: OrderCreated) -> None:
+        await self._absorb(_snapshot_facts(event, OrderChange.CREATED))
+
+    async def on_order_paid(self, event: OrderPaid) -> None:
+        await self._absorb(_snapshot_facts(event, OrderChange.PAID))
+
+    async def on_order_canceled(self, event: OrderCanceled) -> None:
+        await self._absorb(
+            OrderFacts(event.order_id, OrderChange.CANCELED, version=event.version, reason=event.reason)
+        )
+
+    async def on_legacy_order_created(self, message: LegacyOrderCreated) -> None:
+        date = message.date if message.date.tzinfo else message.date.replace(tzinfo=UTC)
+        await self._absorb(
+            OrderFacts(message.order_id, OrderChange.CREATED, address=message.address, date=date)
+        )
+
+    async def on_legacy_order_paid(self, message: LegacyOrderPaid) -> None:
+        await self._absorb(OrderFacts(message.id, OrderChange.PAID))
+
+    async def _absorb(self, facts: OrderFacts) -> None:
+        now = self._clock()
+        delivery = await self._deliveries.get(facts.order_id, for_update=True)
+        if delivery is None:
+            delivery = domain.new_delivery(facts.order_id, now)
+            self._deliveries.add(delivery)
+        domain.absorb_order_facts(delivery, facts, now)
+
+    async def _existing(self, delivery_id: uuid.UUID) -> Delivery:
+        delivery = await self._deliveries.get(delivery_id, for_update=True)
+        if delivery is None or delivery.address is None:
+            raise DeliveryNotFound(f"there is no delivery {delivery_id}")
+        return delivery
+
+    async def _visible(
+        self, principal: Principal, delivery_id: uuid.UUID, *, for_update: bool = False
+    ) -> Delivery:
+        """The delivery, if the caller may see it: a courier sees only their own."""
+        delivery = await self._deliveries.get(delivery_id, for_update=for_update)
+        if delivery is None or delivery.address is None:
+            raise DeliveryNotFound(f"there is no delivery {delivery_id}")
+        if principal.role is Role.COURIER and delivery.deliveryman_id != principal.deliveryman_id:
+            raise DeliveryNotFound(f"there is no delivery {delivery_id} appointed to you")
+        return delivery
+
+
+def _snapshot_facts(event: OrderCreated | OrderPaid, change: OrderChange) -> OrderFacts:
+    return OrderFacts(
+        event.order_id,
+        change,
+        version=event.version,
+        address=event.address,
+        date=event.date,
+        customer_id=event.customer_id,
+    )
+
+
+def delivery_service(session: AsyncSession) -> DeliveryService:
+    """The service over one transaction: SQL repository, events into the outbox."""
+    return DeliveryService(SqlDeliveryRepository(session), Outbox(session, OutboxMessage, DELIVERY_SOURCE))
