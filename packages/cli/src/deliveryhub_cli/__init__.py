@@ -1,1 +1,1 @@
-
+"""The `deliveryhub` command: start, migrate, issue tokens, run the demo."""

@@ -1,1 +1,1 @@
-
+"""The orders service: customers place, pay and cancel orders and follow their delivery."""

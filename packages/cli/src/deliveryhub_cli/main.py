@@ -1,0 +1,130 @@
+"""Entry point of the `deliveryhub` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from deliveryhub_kit.identity import Role
+from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES
+
+from deliveryhub_cli.checks import NotReachable, check_postgres
+from deliveryhub_cli.demo import run_demo
+from deliveryhub_cli.services import SERVICES, migrate, prepare_database
+from deliveryhub_cli.tokens import make_token
+from deliveryhub_cli.up import UpOptions, run_up
+
+DEFAULT_DATA_DIR = Path(".deliveryhub")
+DEFAULT_LEGACY_PREFIX = "laptev_"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deliveryhub", description="Delivery Hub: orders and deliveries.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def server_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--postgres",
+            default=os.environ.get("POSTGRES_SERVER_URL", DEFAULT_POSTGRES),
+            help="PostgreSQL server URL, without a database (default: %(default)s)",
+        )
+        command.add_argument(
+            "--amqp", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), help="RabbitMQ URL"
+        )
+        command.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="local keys and data")
+
+    up = commands.add_parser("up", help="start the whole system and wait until Ctrl-C")
+    server_options(up)
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--orders-port", type=int, default=8001)
+    up.add_argument("--delivery-port", type=int, default=8002)
+    up.add_argument("--broker-prefix", default=os.environ.get("BROKER_PREFIX", ""))
+    up.add_argument(
+        "--legacy-queue-prefix",
+        default=os.environ.get("LEGACY_QUEUE_PREFIX", DEFAULT_LEGACY_PREFIX),
+        help="also consume the teaching design's queues with this prefix ('' to turn off)",
+    )
+
+    migrate_command = commands.add_parser("migrate", help="create and migrate the services' databases")
+    server_options(migrate_command)
+    migrate_command.add_argument("--service", choices=[s.name for s in SERVICES] + ["all"], default="all")
+
+    token = commands.add_parser("token", help="print a token the running services accept")
+    token.add_argument("--role", choices=[role.value for role in Role], required=True)
+    token.add_argument("--subject", type=uuid.UUID)
+    token.add_argument("--deliveryman-id", type=uuid.UUID)
+    token.add_argument("--hours", type=float, default=12.0, help="lifetime (default: %(default)s)")
+    token.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+
+    demo = commands.add_parser("demo", help="run the whole story against the running system")
+    demo.add_argument("--orders-url", default="http://127.0.0.1:8001")
+    demo.add_argument("--delivery-url", default="http://127.0.0.1:8002")
+    demo.add_argument("--amqp", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
+    demo.add_argument(
+        "--legacy-queue-prefix", default=os.environ.get("LEGACY_QUEUE_PREFIX", DEFAULT_LEGACY_PREFIX)
+    )
+    demo.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each step")
+    demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    return parser
+
+
+def _migrate(arguments: argparse.Namespace) -> int:
+    try:
+        asyncio.run(check_postgres(arguments.postgres))
+    except NotReachable as error:
+        print(f"deliveryhub migrate: {error}", file=sys.stderr)
+        return 2
+    for service in SERVICES:
+        if arguments.service in ("all", service.name):
+            url = asyncio.run(prepare_database(arguments.postgres, service))
+            migrate(url, service)
+            print(f"{service.name}: migrated to the newest revision")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = _parser().parse_args(argv)
+    if arguments.command == "up":
+        code = run_up(
+            UpOptions(
+                postgres=arguments.postgres,
+                amqp=arguments.amqp,
+                host=arguments.host,
+                data_dir=arguments.data_dir,
+                broker_prefix=arguments.broker_prefix,
+                legacy_queue_prefix=arguments.legacy_queue_prefix,
+                ports={"orders": arguments.orders_port, "delivery": arguments.delivery_port},
+            )
+        )
+    elif arguments.command == "migrate":
+        code = _migrate(arguments)
+    elif arguments.command == "token":
+        try:
+            print(
+                make_token(
+                    arguments.data_dir / "keys",
+                    Role(arguments.role),
+                    subject=arguments.subject,
+                    deliveryman_id=arguments.deliveryman_id,
+                    lifetime=timedelta(hours=arguments.hours),
+                )
+            )
+            code = 0
+        except ValueError as error:
+            print(f"deliveryhub token: {error}", file=sys.stderr)
+            code = 2
+    else:
+        code = run_demo(
+            orders_url=arguments.orders_url,
+            delivery_url=arguments.delivery_url,
+            keys_dir=arguments.data_dir / "keys",
+            amqp_url=arguments.amqp,
+            legacy_prefix=arguments.legacy_queue_prefix,
+            timeout=arguments.timeout,
+        )
+    sys.exit(code)

@@ -1,0 +1,166 @@
+"""`deliveryhub up`: databases, migrations, both services as processes, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from deliveryhub_kit.keys import ensure_development_keys
+
+from deliveryhub_cli.checks import NotReachable, check_postgres, check_rabbitmq
+from deliveryhub_cli.services import SERVICES, ServiceSpec, migrate, prepare_database
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    postgres: str
+    amqp: str
+    host: str
+    data_dir: Path
+    broker_prefix: str
+    legacy_queue_prefix: str
+    ports: dict[str, int]
+    ready_timeout: float = 60.0
+
+
+class Stack:
+    """The running service processes."""
+
+    def __init__(self) -> None:
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, service: ServiceSpec, env: dict[str, str], host: str, port: int) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            service.app_factory,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--timeout-graceful-shutdown",
+            "10",
+        ]
+        # A session of its own: Ctrl-C reaches only this command, which stops the services in order.
+        self.processes[service.name] = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def exited(self) -> dict[str, int]:
+        return {
+            name: code for name, process in self.processes.items() if (code := process.poll()) is not None
+        }
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def prepare(options: UpOptions) -> dict[str, str]:
+    """Check the servers, create and migrate the databases; each service's database URL."""
+    asyncio.run(check_postgres(options.postgres))
+    asyncio.run(check_rabbitmq(options.amqp))
+    urls: dict[str, str] = {}
+    for service in SERVICES:
+        urls[service.name] = asyncio.run(prepare_database(options.postgres, service))
+        migrate(urls[service.name], service)
+        print(f"  {service.name:9} database migrated")
+    return urls
+
+
+def wait_until_ready(stack: Stack, urls: dict[str, str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    waiting = dict(urls)
+    with httpx.Client(timeout=2.0) as client:
+        while waiting:
+            if exited := stack.exited():
+                raise RuntimeError(f"a service stopped while starting: {exited}")
+            for name, base in list(waiting.items()):
+                try:
+                    if client.get(f"{base}/health/ready").status_code == 200:
+                        del waiting[name]
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(waiting)}")
+            time.sleep(0.2)
+
+
+def run_up(options: UpOptions) -> int:
+    print("Delivery Hub: preparing")
+    try:
+        database_urls = prepare(options)
+    except NotReachable as error:
+        print(f"deliveryhub up: {error}", file=sys.stderr)
+        return 2
+    keys_dir = (options.data_dir / "keys").resolve()
+    ensure_development_keys(keys_dir)
+
+    stack = Stack()
+    bases: dict[str, str] = {}
+    for service in SERVICES:
+        port = options.ports[service.name]
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_urls[service.name],
+            "AMQP_URL": options.amqp,
+            "BROKER_PREFIX": options.broker_prefix,
+            "KEYS_DIR": str(keys_dir),
+        }
+        if service.name == "delivery" and options.legacy_queue_prefix:
+            env["LEGACY_QUEUE_PREFIX"] = options.legacy_queue_prefix
+        stack.start(service, env, options.host, port)
+        bases[service.name] = f"http://{options.host}:{port}"
+
+    stopping = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        wait_until_ready(stack, bases, options.ready_timeout)
+    except RuntimeError as error:
+        print(f"deliveryhub up: {error}", file=sys.stderr)
+        stack.stop()
+        return 1
+
+    print("\nDelivery Hub is up:")
+    for name, base in bases.items():
+        print(f"  {name:9} {base}   (API docs: {base}/docs)")
+    if options.legacy_queue_prefix:
+        print(
+            f"  legacy    queues {options.legacy_queue_prefix}order_created_queue, "
+            f"{options.legacy_queue_prefix}order_paid_queue"
+        )
+    print("\nTry it:  deliveryhub demo            (the whole story over HTTP)")
+    print("         deliveryhub token --role manager")
+    print("Press Ctrl-C to stop.")
+
+    while not stopping:
+        if exited := stack.exited():
+            print(f"deliveryhub up: a service stopped: {exited}", file=sys.stderr)
+            stack.stop()
+            return 1
+        time.sleep(0.2)
+    print("\nstopping…")
+    stack.stop()
+    print("stopped")
+    return 0

@@ -1,0 +1,22 @@
+"""`python -m deliveryhub_orders migrate`: bring the orders database to the newest schema."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from deliveryhub_kit.migrations import upgrade
+
+from deliveryhub_orders.settings import OrdersSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def main() -> None:
+    if sys.argv[1:] != ["migrate"]:
+        sys.exit("usage: python -m deliveryhub_orders migrate")
+    upgrade(MIGRATIONS, OrdersSettings().database_url)
+
+
+if __name__ == "__main__":
+    main()

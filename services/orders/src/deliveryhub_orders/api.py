@@ -1,0 +1,84 @@
+"""HTTP routes of the orders service: parse, authorize, call the service, render."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from deliveryhub_kit.dependencies import SessionDep, role_dependency
+from deliveryhub_kit.http_errors import error_responses
+from deliveryhub_kit.identity import Principal, Role
+from fastapi import APIRouter, Depends, Header, Query, status
+from fastapi.responses import JSONResponse
+
+from deliveryhub_orders.domain import OrderStatus
+from deliveryhub_orders.schemas import OrderCreate, OrderOut
+from deliveryhub_orders.service import OrderService, order_service
+
+router = APIRouter(prefix="/api/orders", tags=["orders"], responses=error_responses(401, 403, 422, 503))
+
+
+def _service(session: SessionDep) -> OrderService:
+    return order_service(session)
+
+
+ServiceDep = Annotated[OrderService, Depends(_service)]
+Customer = Annotated[Principal, role_dependency(Role.CUSTOMER)]
+CustomerOrManager = Annotated[Principal, role_dependency(Role.CUSTOMER, Role.MANAGER)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Repeat a request safely: the same key and body return the first answer",
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses=error_responses(409),
+)
+async def place_order(
+    body: OrderCreate, principal: Customer, service: ServiceDep, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Place an order; its total is computed by the server."""
+    placed = await service.place_order(principal, body, idempotency_key)
+    headers = {"Location": f"/api/orders/{placed.document['id']}"}
+    if placed.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(placed.document, status_code=status.HTTP_201_CREATED, headers=headers)
+
+
+@router.get("")
+async def list_orders(
+    principal: CustomerOrManager,
+    service: ServiceDep,
+    status: OrderStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[OrderOut]:
+    """A customer's own orders, or every order for a manager; newest first."""
+    orders = await service.list_orders(principal, status=status, limit=limit, offset=offset)
+    return [OrderOut.of(order) for order in orders]
+
+
+@router.get("/{order_id}", responses=error_responses(404))
+async def get_order(order_id: uuid.UUID, principal: CustomerOrManager, service: ServiceDep) -> OrderOut:
+    """One order: its owner or a manager."""
+    return OrderOut.of(await service.get_order(principal, order_id))
+
+
+@router.post("/{order_id}/pay", responses=error_responses(404, 409))
+async def pay_order(order_id: uuid.UUID, principal: Customer, service: ServiceDep) -> OrderOut:
+    """Pay a created order (its owner)."""
+    return OrderOut.of(await service.pay_order(principal, order_id))
+
+
+@router.post("/{order_id}/cancel", responses=error_responses(404, 409))
+async def cancel_order(order_id: uuid.UUID, principal: CustomerOrManager, service: ServiceDep) -> OrderOut:
+    """Cancel a created or paid order (its owner or a manager)."""
+    return OrderOut.of(await service.cancel_order(principal, order_id))

@@ -1,0 +1,17 @@
+"""The orders service's errors; `deliveryhub_kit.http_errors` maps them to HTTP."""
+
+from __future__ import annotations
+
+from deliveryhub_kit.errors import Conflict, NotFound
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"

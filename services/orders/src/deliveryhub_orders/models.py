@@ -1,0 +1,72 @@
+"""Tables of the orders service."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from deliveryhub_kit.db import make_metadata, utcnow
+from deliveryhub_kit.inbox import InboxMessageMixin
+from deliveryhub_kit.outbox import OutboxMessageMixin
+from sqlalchemy import JSON, CheckConstraint, DateTime, Index, Numeric, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata()
+
+
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Order(Base):
+    """A customer's order; `version` grows with every change and travels with its events."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("status IN ('created', 'paid', 'delivered', 'canceled')", name="status"),
+        Index("ix_orders_customer_id_created_at", "customer_id", "created_at"),
+        Index("ix_orders_status_created_at", "status", "created_at"),
+        Index("ix_orders_created_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID]
+    address: Mapped[str] = mapped_column(Text)
+    date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
+    total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(default=1)
+    deliveryman_id: Mapped[uuid.UUID | None]
+    deliveryman_name: Mapped[str | None] = mapped_column(String(200))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a customer's `Idempotency-Key`, returned again for a repeat."""
+
+    __tablename__ = "idempotency_keys"
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[uuid.UUID]
+    response: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxMessage(OutboxMessageMixin, Base):
+    __tablename__ = "outbox"
+
+
+class InboxMessage(InboxMessageMixin, Base):
+    __tablename__ = "inbox"

@@ -1,0 +1,50 @@
+"""Reading and writing orders and idempotency keys with SQLAlchemy."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import exc, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deliveryhub_orders.models import IdempotencyRecord, Order
+
+
+class SqlOrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
+        query = select(Order).where(Order.id == order_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self._session.scalars(query)).one_or_none()
+
+    async def list(
+        self, *, customer_id: uuid.UUID | None, status: str | None, limit: int, offset: int
+    ) -> Sequence[Order]:
+        query = select(Order)
+        if customer_id is not None:
+            query = query.where(Order.customer_id == customer_id)
+        if status is not None:
+            query = query.where(Order.status == status)
+        query = query.order_by(Order.created_at.desc(), Order.id).limit(limit).offset(offset)
+        return (await self._session.scalars(query)).all()
+
+    async def get_idempotency_record(self, customer_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
+        return await self._session.get(IdempotencyRecord, (customer_id, key))
+
+    async def add(self, order: Order, record: IdempotencyRecord | None) -> bool:
+        """Add the order (and its key); False if a concurrent request took the key first."""
+        try:
+            async with self._session.begin_nested():
+                self._session.add(order)
+                if record is not None:
+                    self._session.add(record)
+                await self._session.flush()
+        except exc.IntegrityError:
+            if record is None:
+                raise
+            return False
+        return True

@@ -1,0 +1,87 @@
+"""The orders service's HTTP shapes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from deliveryhub_contracts.events import Amount
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from deliveryhub_orders.domain import Item, OrderStatus
+from deliveryhub_orders.models import Order
+
+MAX_ITEMS = 100
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    quantity: int = Field(gt=0, le=10_000)
+    price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+
+    def to_item(self) -> Item:
+        return Item(name=self.name, quantity=self.quantity, price=self.price)
+
+
+class OrderCreate(BaseModel):
+    """A new order; the server computes its total."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: Address
+    date: AwareDatetime = Field(description="When to deliver; must carry a time zone")
+    items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class ItemOut(BaseModel):
+    name: str
+    quantity: int
+    price: Amount
+
+
+class DeliverymanOut(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class OrderOut(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    address: str
+    date: datetime
+    items: list[ItemOut]
+    total: Amount
+    status: OrderStatus
+    deliveryman: DeliverymanOut | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderOut:
+        deliveryman = (
+            DeliverymanOut(id=order.deliveryman_id, name=order.deliveryman_name or "")
+            if order.deliveryman_id is not None
+            else None
+        )
+        return cls(
+            id=order.id,
+            customer_id=order.customer_id,
+            address=order.address,
+            date=order.date,
+            items=[ItemOut.model_validate(item) for item in order.items],
+            total=order.total,
+            status=OrderStatus(order.status),
+            deliveryman=deliveryman,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
