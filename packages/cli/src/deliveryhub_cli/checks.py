@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import aio_pika
 import asyncpg
-from deliveryhub_kit.settings import async_database_url
 from sqlalchemy.engine import make_url
+
+from deliveryhub_kit.settings import async_database_url
 
 
 class NotReachable(Exception):
@@ -33,6 +36,9 @@ async def check_postgres(postgres_url: str) -> None:
 
 
 async def check_rabbitmq(amqp_url: str) -> None:
+    # The client logs each failed attempt itself; the one line below says it better.
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+    logging.getLogger("aio_pika").setLevel(logging.CRITICAL)
     try:
         connection = await aio_pika.connect(amqp_url, timeout=3)
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPException) as error:

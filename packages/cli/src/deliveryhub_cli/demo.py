@@ -13,10 +13,10 @@ from typing import Any
 
 import aio_pika
 import httpx
-from deliveryhub_contracts.topology import legacy_queues
-from deliveryhub_kit.identity import Role
 
 from deliveryhub_cli.tokens import make_token
+from deliveryhub_contracts.topology import legacy_queues
+from deliveryhub_kit.identity import Role
 
 COURIER_ID = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
 

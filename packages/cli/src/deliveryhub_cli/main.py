@@ -10,14 +10,13 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from deliveryhub_kit.identity import Role
-from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES
-
 from deliveryhub_cli.checks import NotReachable, check_postgres
 from deliveryhub_cli.demo import run_demo
 from deliveryhub_cli.services import SERVICES, migrate, prepare_database
 from deliveryhub_cli.tokens import make_token
 from deliveryhub_cli.up import UpOptions, run_up
+from deliveryhub_kit.identity import Role
+from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES
 
 DEFAULT_DATA_DIR = Path(".deliveryhub")
 DEFAULT_LEGACY_PREFIX = "laptev_"
@@ -37,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
             "--amqp", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), help="RabbitMQ URL"
         )
         command.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="local keys and data")
+        command.add_argument(
+            "--database-prefix",
+            default=os.environ.get("DATABASE_PREFIX", ""),
+            help="prefix of the services' database names, to run several systems on one server",
+        )
 
     up = commands.add_parser("up", help="start the whole system and wait until Ctrl-C")
     server_options(up)
@@ -81,7 +85,7 @@ def _migrate(arguments: argparse.Namespace) -> int:
         return 2
     for service in SERVICES:
         if arguments.service in ("all", service.name):
-            url = asyncio.run(prepare_database(arguments.postgres, service))
+            url = asyncio.run(prepare_database(arguments.postgres, service, arguments.database_prefix))
             migrate(url, service)
             print(f"{service.name}: migrated to the newest revision")
     return 0
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
                 host=arguments.host,
                 data_dir=arguments.data_dir,
                 broker_prefix=arguments.broker_prefix,
+                database_prefix=arguments.database_prefix,
                 legacy_queue_prefix=arguments.legacy_queue_prefix,
                 ports={"orders": arguments.orders_port, "delivery": arguments.delivery_port},
             )

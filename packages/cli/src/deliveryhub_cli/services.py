@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 import deliveryhub_delivery
 import deliveryhub_orders
 from deliveryhub_kit.migrations import create_database_if_missing, upgrade
 from deliveryhub_kit.settings import async_database_url
-from sqlalchemy.engine import make_url
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,9 @@ def database_url(postgres_url: str, database: str) -> str:
     )
 
 
-async def prepare_database(postgres_url: str, service: ServiceSpec) -> str:
+async def prepare_database(postgres_url: str, service: ServiceSpec, database_prefix: str = "") -> str:
     """Create the service's database if missing; its URL."""
-    url = database_url(postgres_url, service.database)
+    url = database_url(postgres_url, database_prefix + service.database)
     await create_database_if_missing(url)
     return url
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from deliveryhub_kit.keys import ensure_development_keys
 
 from deliveryhub_cli.checks import NotReachable, check_postgres, check_rabbitmq
 from deliveryhub_cli.services import SERVICES, ServiceSpec, migrate, prepare_database
+from deliveryhub_kit.keys import ensure_development_keys
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class UpOptions:
     host: str
     data_dir: Path
     broker_prefix: str
+    database_prefix: str
     legacy_queue_prefix: str
     ports: dict[str, int]
     ready_timeout: float = 60.0
@@ -77,7 +78,7 @@ def prepare(options: UpOptions) -> dict[str, str]:
     asyncio.run(check_rabbitmq(options.amqp))
     urls: dict[str, str] = {}
     for service in SERVICES:
-        urls[service.name] = asyncio.run(prepare_database(options.postgres, service))
+        urls[service.name] = asyncio.run(prepare_database(options.postgres, service, options.database_prefix))
         migrate(urls[service.name], service)
         print(f"  {service.name:9} database migrated")
     return urls

@@ -166,7 +166,7 @@ def parse_envelope(body: bytes) -> Envelope:
     """Parse a structured-mode CloudEvent; raise `MalformedEvent` saying what is wrong."""
     try:
         raw: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise MalformedEvent(f"body is not JSON: {error}") from error
     if not isinstance(raw, dict):
         raise MalformedEvent("body is not a JSON object")

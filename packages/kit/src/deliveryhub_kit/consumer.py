@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from deliveryhub_contracts.events import MalformedEvent, Payload, parse_envelope, parse_payload
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deliveryhub_contracts.events import MalformedEvent, Payload, parse_envelope, parse_payload
 from deliveryhub_kit.broker import (
     Broker,
     BrokerError,

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from deliveryhub_contracts.events import Payload, make_envelope
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from deliveryhub_contracts.events import Payload, make_envelope
 from deliveryhub_kit.broker import (
     Broker,
     BrokerError,

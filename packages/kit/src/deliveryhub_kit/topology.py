@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from deliveryhub_contracts.topology import Names, QueueSpec
-
 from deliveryhub_kit.broker import ExchangeDeclaration, QueueDeclaration, Topology
 
 QUORUM = {"x-queue-type": "quorum"}

@@ -1,0 +1,35 @@
+# The two commands: `make up` starts the whole system, `make test` runs every check and test.
+# Each installs what it needs: uv from the package index, then the workspace from uv.lock.
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+
+.PHONY: install up test lint typecheck architecture pytest demo clean
+
+install:
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+up: install
+	$(UV) run deliveryhub up
+
+demo: install
+	$(UV) run deliveryhub demo
+
+lint: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: install
+	$(UV) run mypy
+
+architecture: install
+	$(UV) run lint-imports
+
+pytest: install
+	$(UV) run pytest
+
+test: lint typecheck architecture pytest
+
+clean:
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

@@ -1,0 +1,147 @@
+"""The whole system started by `deliveryhub up` as real processes, on its own names."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import aio_pika
+import httpx
+import pytest
+from deliveryhub_cli.tokens import make_token
+from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, ORDERS_DELIVERY_EVENTS, Names, legacy_queues
+from deliveryhub_kit.identity import Role
+from deliveryhub_kit.migrations import drop_database
+from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES
+
+T = TypeVar("T")
+
+DELIVERYHUB = str(Path(sys.executable).parent / "deliveryhub")
+LAPTEV = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
+ZUEV = uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def eventually(probe: Callable[[], T | None], *, what: str, timeout: float = 20.0) -> T:
+    """Poll `probe` until it returns a value; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class System:
+    orders_url: str
+    delivery_url: str
+    data_dir: Path
+    legacy_prefix: str
+    broker_prefix: str
+    log: Path
+    orders: httpx.Client = field(init=False)
+    delivery: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.orders = httpx.Client(base_url=self.orders_url, timeout=10)
+        self.delivery = httpx.Client(base_url=self.delivery_url, timeout=10)
+
+    def auth(
+        self, role: Role, *, subject: uuid.UUID | None = None, deliveryman_id: uuid.UUID | None = None
+    ) -> dict[str, str]:
+        token = make_token(self.data_dir / "keys", role, subject=subject, deliveryman_id=deliveryman_id)
+        return {"Authorization": f"Bearer {token}"}
+
+
+async def _delete_broker_names(names: list[str], exchange: str) -> None:
+    connection = await aio_pika.connect(DEFAULT_AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+        await channel.exchange_delete(exchange)
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    run = uuid.uuid4().hex[:8]
+    database_prefix = f"e2e_{run}_"
+    broker_prefix = f"e2e-{run}."
+    legacy_prefix = f"e2e_{run}_"
+    data_dir = tmp_path_factory.mktemp("deliveryhub")
+    orders_port, delivery_port = free_port(), free_port()
+    log = data_dir / "up.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                DELIVERYHUB,
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--database-prefix",
+                database_prefix,
+                "--broker-prefix",
+                broker_prefix,
+                "--legacy-queue-prefix",
+                legacy_prefix,
+                "--orders-port",
+                str(orders_port),
+                "--delivery-port",
+                str(delivery_port),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    started = System(
+        orders_url=f"http://127.0.0.1:{orders_port}",
+        delivery_url=f"http://127.0.0.1:{delivery_port}",
+        data_dir=data_dir,
+        legacy_prefix=legacy_prefix,
+        broker_prefix=broker_prefix,
+        log=log,
+    )
+    try:
+        eventually(
+            lambda: True if "Delivery Hub is up" in log.read_text() or process.poll() is not None else None,
+            what="`deliveryhub up` to report the system up",
+            timeout=90,
+        )
+        assert process.poll() is None, f"`deliveryhub up` exited:\n{log.read_text()}"
+        yield started
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = -1
+        names = Names(broker_prefix)
+        queues = [
+            names.queue(DELIVERY_ORDER_EVENTS),
+            names.queue(ORDERS_DELIVERY_EVENTS),
+            *legacy_queues(legacy_prefix),
+        ]
+        asyncio.run(
+            _delete_broker_names([*queues, *(names.dead_letter_queue(q) for q in queues)], names.exchange)
+        )
+        for database in ("orders", "delivery"):
+            asyncio.run(drop_database(f"{DEFAULT_POSTGRES}/{database_prefix}{database}"))
+    assert code == 0, f"`deliveryhub up` did not stop cleanly on Ctrl-C ({code}):\n{log.read_text()}"

@@ -1,0 +1,256 @@
+"""The design's story over HTTP against the services running as processes, with real tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+from deliveryhub_kit.identity import Role
+from deliveryhub_kit.settings import DEFAULT_AMQP_URL
+
+from .conftest import LAPTEV, ZUEV, System, eventually
+
+pytestmark = pytest.mark.e2e
+
+Json = dict[str, Any]
+
+
+def order_body(**changes: Any) -> Json:
+    body: Json = {
+        "address": "ул. Ленина, 1",
+        "date": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+        "items": [
+            {"name": "Чай", "quantity": 2, "price": "250.00"},
+            {"name": "Мёд", "quantity": 1, "price": 99.9},
+        ],
+    }
+    body.update(changes)
+    return body
+
+
+def ok(response: httpx.Response, status: int = 200) -> Json:
+    assert response.status_code == status, response.text
+    body: Json = response.json()
+    return body
+
+
+def refused(response: httpx.Response, status: int) -> Json:
+    assert response.status_code == status, response.text
+    body: Json = response.json()
+    assert set(body) == {"error", "detail"}, body
+    return body
+
+
+def delivery_status(system: System, order_id: str, status: str) -> Json:
+    manager = system.auth(Role.MANAGER)
+
+    def probe() -> Json | None:
+        response = system.delivery.get(f"/api/delivery/{order_id}", headers=manager)
+        return (
+            response.json() if response.status_code == 200 and response.json()["status"] == status else None
+        )
+
+    return eventually(probe, what=f"delivery {order_id} to be {status}")
+
+
+def order_status(system: System, order_id: str, status: str, headers: dict[str, str]) -> Json:
+    def probe() -> Json | None:
+        body = ok(system.orders.get(f"/api/orders/{order_id}", headers=headers))
+        return body if body["status"] == status else None
+
+    return eventually(probe, what=f"order {order_id} to be {status}")
+
+
+def place_paid_order(system: System, customer: dict[str, str]) -> str:
+    order_id: str = ok(system.orders.post("/api/orders", json=order_body(), headers=customer), 201)["id"]
+    ok(system.orders.post(f"/api/orders/{order_id}/pay", headers=customer))
+    delivery_status(system, order_id, "activated")
+    return order_id
+
+
+def test_the_whole_story_ends_delivered(system: System) -> None:
+    customer = system.auth(Role.CUSTOMER)
+    manager = system.auth(Role.MANAGER)
+    courier = system.auth(Role.COURIER, deliveryman_id=LAPTEV)
+
+    order = ok(system.orders.post("/api/orders", json=order_body(), headers=customer), 201)
+    assert order["status"] == "created"
+    assert order["total"] == 599.9
+    delivery = delivery_status(system, order["id"], "created")
+    assert delivery["address"] == "ул. Ленина, 1"
+    assert delivery["deliveryman"] is None
+
+    assert ok(system.orders.post(f"/api/orders/{order['id']}/pay", headers=customer))["status"] == "paid"
+    delivery_status(system, order["id"], "activated")
+
+    couriers = ok(system.delivery.get("/api/deliverymen", headers=manager))
+    assert {c["id"] for c in couriers} >= {str(LAPTEV), str(ZUEV)}
+    appointed = ok(
+        system.delivery.post(
+            f"/api/delivery/{order['id']}/appoint", json={"deliveryman_id": str(LAPTEV)}, headers=manager
+        )
+    )
+    assert appointed["deliveryman"] == {"id": str(LAPTEV), "name": "Лаптев Иван Алексаендрович"}
+    eventually(
+        lambda: (
+            True
+            if ok(system.orders.get(f"/api/orders/{order['id']}", headers=customer))["deliveryman"]
+            else None
+        ),
+        what="the order to show its courier",
+    )
+
+    own = ok(system.delivery.get("/api/delivery/", headers=courier))
+    assert order["id"] in {d["id"] for d in own}
+    assert (
+        ok(system.delivery.post(f"/api/delivery/{order['id']}/finish", headers=courier))["status"] == "done"
+    )
+    delivered = order_status(system, order["id"], "delivered", customer)
+    assert delivered["deliveryman"]["id"] == str(LAPTEV)
+
+
+def test_a_customer_cancels_and_the_delivery_follows(system: System) -> None:
+    customer = system.auth(Role.CUSTOMER)
+    order_id = place_paid_order(system, customer)
+    assert ok(system.orders.post(f"/api/orders/{order_id}/cancel", headers=customer))["status"] == "canceled"
+    delivery_status(system, order_id, "canceled")
+    assert refused(system.orders.post(f"/api/orders/{order_id}/pay", headers=customer), 409)["error"] == (
+        "invalid_transition"
+    )
+
+
+def test_a_manager_cancels_the_delivery_and_the_order_follows(system: System) -> None:
+    customer = system.auth(Role.CUSTOMER)
+    manager = system.auth(Role.MANAGER)
+    order_id = place_paid_order(system, customer)
+    assert (
+        ok(system.delivery.post(f"/api/delivery/{order_id}/cancel", headers=manager))["status"] == "canceled"
+    )
+    order_status(system, order_id, "canceled", customer)
+    refused(system.delivery.post(f"/api/delivery/{order_id}/cancel", headers=manager), 409)
+    refused(
+        system.delivery.post(
+            f"/api/delivery/{order_id}/appoint", json={"deliveryman_id": str(LAPTEV)}, headers=manager
+        ),
+        409,
+    )
+
+
+def test_callers_without_business_are_refused(system: System) -> None:
+    owner = system.auth(Role.CUSTOMER)
+    stranger = system.auth(Role.CUSTOMER)
+    manager = system.auth(Role.MANAGER)
+    laptev = system.auth(Role.COURIER, deliveryman_id=LAPTEV)
+    zuev = system.auth(Role.COURIER, deliveryman_id=ZUEV)
+    order_id = place_paid_order(system, owner)
+    ok(
+        system.delivery.post(
+            f"/api/delivery/{order_id}/appoint", json={"deliveryman_id": str(LAPTEV)}, headers=manager
+        )
+    )
+
+    refused(system.orders.get("/api/orders"), 401)
+    refused(system.orders.get("/api/orders", headers={"Authorization": "Bearer not-a-token"}), 401)
+    refused(system.delivery.get("/api/delivery/", headers=owner), 403)
+    refused(system.delivery.get("/api/deliverymen", headers=laptev), 403)
+    refused(system.orders.get("/api/orders", headers=laptev), 403)
+    refused(system.orders.post(f"/api/orders/{order_id}/pay", headers=manager), 403)
+    refused(
+        system.delivery.post(
+            f"/api/delivery/{order_id}/appoint", json={"deliveryman_id": str(ZUEV)}, headers=laptev
+        ),
+        403,
+    )
+    for call in (
+        system.orders.get(f"/api/orders/{order_id}", headers=stranger),
+        system.orders.post(f"/api/orders/{order_id}/cancel", headers=stranger),
+        system.delivery.get(f"/api/delivery/{order_id}", headers=zuev),
+        system.delivery.post(f"/api/delivery/{order_id}/finish", headers=zuev),
+    ):
+        refused(call, 404)
+    assert order_id not in {o["id"] for o in ok(system.orders.get("/api/orders", headers=stranger))}
+    assert order_id not in {d["id"] for d in ok(system.delivery.get("/api/delivery/", headers=zuev))}
+    assert ok(system.orders.get(f"/api/orders/{order_id}", headers=manager))["status"] == "paid"
+
+
+def test_a_repeated_idempotency_key_returns_the_first_answer(system: System) -> None:
+    customer = system.auth(Role.CUSTOMER)
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    body = order_body()
+    first = system.orders.post("/api/orders", json=body, headers={**customer, **key})
+    again = system.orders.post("/api/orders", json=body, headers={**customer, **key})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(ok(system.orders.get("/api/orders", headers=customer))) == 1
+    other = system.orders.post(
+        "/api/orders", json=order_body(address="Другой адрес"), headers={**customer, **key}
+    )
+    assert refused(other, 409)["error"] == "idempotency_key_reused"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"address": "   "}, "address"),
+        ({"address": "x" * 501}, "address"),
+        ({"date": "2030-01-01T10:00:00"}, "date"),
+        ({"items": []}, "items"),
+        ({"items": [{"name": "a", "quantity": 1, "price": 1}] * 101}, "items"),
+        ({"items": [{"name": "a", "quantity": 0, "price": 1}]}, "quantity"),
+        ({"items": [{"name": "a", "quantity": 1, "price": -1}]}, "price"),
+        ({"items": [{"name": "a", "quantity": 1, "price": "1.001"}]}, "price"),
+        ({"total": 1}, "total"),
+    ],
+)
+def test_invalid_orders_are_refused_with_a_reason(system: System, changes: Json, field: str) -> None:
+    response = system.orders.post(
+        "/api/orders", json=order_body(**changes), headers=system.auth(Role.CUSTOMER)
+    )
+    assert field in refused(response, 422)["detail"]
+
+
+def test_malformed_requests_get_an_error_body(system: System) -> None:
+    customer = system.auth(Role.CUSTOMER)
+    refused(
+        system.orders.post(
+            "/api/orders", content=b"{not json", headers={**customer, "Content-Type": "application/json"}
+        ),
+        422,
+    )
+    refused(system.orders.get("/api/orders/not-a-uuid", headers=customer), 422)
+    refused(system.orders.get(f"/api/orders/{uuid.uuid4()}", headers=customer), 404)
+    refused(system.orders.get("/api/orders?limit=1001", headers=customer), 422)
+    refused(system.orders.post("/api/orders", content=b"x" * 2_000_000, headers=customer), 413)
+    refused(system.delivery.get("/nowhere"), 404)
+
+
+def test_a_teaching_design_producer_drives_the_delivery_service(system: System) -> None:
+    order_id = str(uuid.uuid4())
+
+    async def publish(queue: str, body: Json) -> None:
+        connection = await aio_pika.connect(DEFAULT_AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            await channel.default_exchange.publish(
+                aio_pika.Message(json.dumps(body).encode()), routing_key=queue
+            )
+
+    date = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    asyncio.run(
+        publish(
+            f"{system.legacy_prefix}order_created_queue",
+            {"order_id": order_id, "date": date.isoformat(), "address": "Тверская, 7"},
+        )
+    )
+    created = delivery_status(system, order_id, "created")
+    assert created["address"] == "Тверская, 7"
+    assert datetime.fromisoformat(created["date"]) == date
+    asyncio.run(publish(f"{system.legacy_prefix}order_paid_queue", {"id": order_id}))
+    delivery_status(system, order_id, "activated")
