@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from deliveryhub_kit.migrations import upgrade
-
 from deliveryhub_delivery.settings import DeliverySettings
+from deliveryhub_kit.migrations import upgrade
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

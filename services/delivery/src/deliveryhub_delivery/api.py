@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from deliveryhub_kit.dependencies import SessionDep, role_dependency
-from deliveryhub_kit.http_errors import error_responses
-from deliveryhub_kit.identity import Principal, Role
 from fastapi import APIRouter, Depends, Query
 
 from deliveryhub_delivery.domain import DeliveryStatus
 from deliveryhub_delivery.schemas import AppointRequest, DeliverymanOut, DeliveryOut
 from deliveryhub_delivery.service import DeliveryService, delivery_service
+from deliveryhub_kit.dependencies import SessionDep, role_dependency
+from deliveryhub_kit.http_errors import error_responses
+from deliveryhub_kit.identity import Principal, Role
 
 router = APIRouter(prefix="/api", tags=["delivery"], responses=error_responses(401, 403, 422, 503))
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, Names, legacy_queues
-from deliveryhub_kit.app import build_app
-from deliveryhub_kit.broker import Broker, Topology
-from deliveryhub_kit.runtime import ServiceRuntime, Wiring
-from deliveryhub_kit.topology import legacy_topology, service_topology
 from fastapi import FastAPI
 
+from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, Names, legacy_queues
 from deliveryhub_delivery import api
 from deliveryhub_delivery.consumers import build_consumers
 from deliveryhub_delivery.models import OutboxMessage
 from deliveryhub_delivery.settings import DeliverySettings
+from deliveryhub_kit.app import build_app
+from deliveryhub_kit.broker import Broker, Topology
+from deliveryhub_kit.runtime import ServiceRuntime, Wiring
+from deliveryhub_kit.topology import legacy_topology, service_topology
 
 
 def topologies(settings: DeliverySettings) -> list[Topology]:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from deliveryhub_contracts.events import OrderCanceled, OrderCreated, OrderPaid
 from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
 from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, Names, legacy_queues
-from deliveryhub_kit.consumer import Decoder, EventRoute, InboxConsumer, plain_json_decoder, route
-from deliveryhub_kit.runtime import ServiceRuntime
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from deliveryhub_delivery.models import InboxMessage
 from deliveryhub_delivery.service import delivery_service
 from deliveryhub_delivery.settings import DeliverySettings
+from deliveryhub_kit.consumer import Decoder, EventRoute, InboxConsumer, plain_json_decoder, route
+from deliveryhub_kit.runtime import ServiceRuntime
 
 # Legacy messages carry no id: their ids are derived from their content in this namespace.
 LEGACY_NAMESPACE = uuid.UUID("6f1c2a8e-3b7d-4e0a-9d51-2c4b8f7a1e30")

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from deliveryhub_contracts.events import (
     DELIVERY_SOURCE,
     DeliveryAppointed,
@@ -18,16 +20,14 @@ from deliveryhub_contracts.events import (
 )
 from deliveryhub_contracts.events import Deliveryman as DeliverymanPayload
 from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
-from deliveryhub_kit.db import utcnow
-from deliveryhub_kit.identity import Principal, Role
-from deliveryhub_kit.outbox import EventSink, Outbox
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from deliveryhub_delivery import domain
 from deliveryhub_delivery.domain import DeliveryStatus, OrderChange, OrderFacts
 from deliveryhub_delivery.errors import DeliveryNotFound, UnknownDeliveryman
 from deliveryhub_delivery.models import Delivery, Deliveryman, OutboxMessage
 from deliveryhub_delivery.repository import SqlDeliveryRepository
+from deliveryhub_kit.db import utcnow
+from deliveryhub_kit.identity import Principal, Role
+from deliveryhub_kit.outbox import EventSink, Outbox
 
 MANAGER_CANCEL_REASON = "canceled by the shop manager"
 

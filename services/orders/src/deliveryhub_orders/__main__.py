@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from deliveryhub_kit.migrations import upgrade
-
 from deliveryhub_orders.settings import OrdersSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from deliveryhub_kit.dependencies import SessionDep, role_dependency
-from deliveryhub_kit.http_errors import error_responses
-from deliveryhub_kit.identity import Principal, Role
 from fastapi import APIRouter, Depends, Header, Query, status
 from fastapi.responses import JSONResponse
 
+from deliveryhub_kit.dependencies import SessionDep, role_dependency
+from deliveryhub_kit.http_errors import error_responses
+from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_orders.domain import OrderStatus
 from deliveryhub_orders.schemas import OrderCreate, OrderOut
 from deliveryhub_orders.service import OrderService, order_service

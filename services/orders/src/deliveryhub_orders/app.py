@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
 from deliveryhub_contracts.topology import ORDERS_DELIVERY_EVENTS, Names
 from deliveryhub_kit.app import build_app
 from deliveryhub_kit.broker import Broker
 from deliveryhub_kit.runtime import ServiceRuntime, Wiring
 from deliveryhub_kit.topology import service_topology
-from fastapi import FastAPI
-
 from deliveryhub_orders import api
 from deliveryhub_orders.consumers import build_consumers
 from deliveryhub_orders.models import OutboxMessage

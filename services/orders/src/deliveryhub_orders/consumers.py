@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from deliveryhub_contracts.events import DeliveryAppointed, DeliveryCanceled, DeliveryFinished
 from deliveryhub_contracts.topology import ORDERS_DELIVERY_EVENTS, Names
 from deliveryhub_kit.consumer import EventRoute, InboxConsumer, route
 from deliveryhub_kit.runtime import ServiceRuntime
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from deliveryhub_orders.models import InboxMessage
 from deliveryhub_orders.service import order_service
 

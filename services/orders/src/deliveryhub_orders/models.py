@@ -7,12 +7,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from deliveryhub_kit.db import make_metadata, utcnow
-from deliveryhub_kit.inbox import InboxMessageMixin
-from deliveryhub_kit.outbox import OutboxMessageMixin
 from sqlalchemy import JSON, CheckConstraint, DateTime, Index, Numeric, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from deliveryhub_kit.db import make_metadata, utcnow
+from deliveryhub_kit.inbox import InboxMessageMixin
+from deliveryhub_kit.outbox import OutboxMessageMixin
 
 
 class Base(DeclarativeBase):

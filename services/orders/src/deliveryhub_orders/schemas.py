@@ -7,9 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from deliveryhub_contracts.events import Amount
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from deliveryhub_contracts.events import Amount
 from deliveryhub_orders.domain import Item, OrderStatus
 from deliveryhub_orders.models import Order
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from deliveryhub_contracts.events import (
     ORDERS_SOURCE,
     DeliveryAppointed,
@@ -21,8 +23,6 @@ from deliveryhub_contracts.events import (
 from deliveryhub_kit.db import utcnow
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.outbox import EventSink, Outbox
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from deliveryhub_orders import domain
 from deliveryhub_orders.domain import OrderStatus
 from deliveryhub_orders.errors import IdempotencyKeyReused, OrderNotFound

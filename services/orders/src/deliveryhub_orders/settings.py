@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from deliveryhub_kit.settings import DEFAULT_POSTGRES, ServiceSettings
 from pydantic import AliasChoices, Field
+
+from deliveryhub_kit.settings import DEFAULT_POSTGRES, ServiceSettings
 
 
 class OrdersSettings(ServiceSettings):
