@@ -17,6 +17,7 @@ from typing import TypeVar
 import aio_pika
 import httpx
 import pytest
+
 from deliveryhub_cli.tokens import make_token
 from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, ORDERS_DELIVERY_EVENTS, Names, legacy_queues
 from deliveryhub_kit.identity import Role

@@ -11,6 +11,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+
 from deliveryhub_kit.identity import Role
 from deliveryhub_kit.settings import DEFAULT_AMQP_URL
 
@@ -37,6 +38,12 @@ def order_body(**changes: Any) -> Json:
 def ok(response: httpx.Response, status: int = 200) -> Json:
     assert response.status_code == status, response.text
     body: Json = response.json()
+    return body
+
+
+def ok_list(response: httpx.Response) -> list[Json]:
+    assert response.status_code == 200, response.text
+    body: list[Json] = response.json()
     return body
 
 
@@ -89,7 +96,7 @@ def test_the_whole_story_ends_delivered(system: System) -> None:
     assert ok(system.orders.post(f"/api/orders/{order['id']}/pay", headers=customer))["status"] == "paid"
     delivery_status(system, order["id"], "activated")
 
-    couriers = ok(system.delivery.get("/api/deliverymen", headers=manager))
+    couriers = ok_list(system.delivery.get("/api/deliverymen", headers=manager))
     assert {c["id"] for c in couriers} >= {str(LAPTEV), str(ZUEV)}
     appointed = ok(
         system.delivery.post(
@@ -106,7 +113,7 @@ def test_the_whole_story_ends_delivered(system: System) -> None:
         what="the order to show its courier",
     )
 
-    own = ok(system.delivery.get("/api/delivery/", headers=courier))
+    own = ok_list(system.delivery.get("/api/delivery/", headers=courier))
     assert order["id"] in {d["id"] for d in own}
     assert (
         ok(system.delivery.post(f"/api/delivery/{order['id']}/finish", headers=courier))["status"] == "done"
@@ -174,8 +181,8 @@ def test_callers_without_business_are_refused(system: System) -> None:
         system.delivery.post(f"/api/delivery/{order_id}/finish", headers=zuev),
     ):
         refused(call, 404)
-    assert order_id not in {o["id"] for o in ok(system.orders.get("/api/orders", headers=stranger))}
-    assert order_id not in {d["id"] for d in ok(system.delivery.get("/api/delivery/", headers=zuev))}
+    assert order_id not in {o["id"] for o in ok_list(system.orders.get("/api/orders", headers=stranger))}
+    assert order_id not in {d["id"] for d in ok_list(system.delivery.get("/api/delivery/", headers=zuev))}
     assert ok(system.orders.get(f"/api/orders/{order_id}", headers=manager))["status"] == "paid"
 
 
@@ -188,7 +195,7 @@ def test_a_repeated_idempotency_key_returns_the_first_answer(system: System) -> 
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert len(ok(system.orders.get("/api/orders", headers=customer))) == 1
+    assert len(ok_list(system.orders.get("/api/orders", headers=customer))) == 1
     other = system.orders.post(
         "/api/orders", json=order_body(address="Другой адрес"), headers={**customer, **key}
     )

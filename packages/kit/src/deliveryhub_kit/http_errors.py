@@ -81,6 +81,9 @@ _HTTP_CODES = {
 def _validation_detail(error: RequestValidationError) -> str:
     parts = []
     for item in error.errors():
+        if item.get("type") == "json_invalid":
+            parts.append(f"the body is not valid JSON ({item.get('ctx', {}).get('error', 'parse error')})")
+            continue
         location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
         parts.append(f"{location or 'body'}: {item.get('msg', 'invalid')}")
     return "; ".join(parts) or "the request is not valid"
@@ -122,4 +125,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    # Database and network failures are answered here, not by the server-error middleware,
+    # so that an outage is a 503 and not a logged traceback per request.
+    for expected in (sa_exc.SQLAlchemyError, OSError, TimeoutError):
+        app.add_exception_handler(expected, on_unexpected_error)
     app.add_exception_handler(Exception, on_unexpected_error)

@@ -133,14 +133,16 @@ class OutboxRelay:
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:
-            try:
-                published = await self.relay_batch()
-                await self._prune_if_due()
-                failures = 0
-            except Exception as error:  # keep relaying whatever one round met
-                failures += 1
-                published = 0
-                logger.warning("outbox relay round failed (%s): %s", type(error).__name__, error)
+            published = 0
+            # While the broker is away the rows wait untouched; polling resumes them within a poll.
+            if self._broker.connected:
+                try:
+                    published = await self.relay_batch()
+                    await self._prune_if_due()
+                    failures = 0
+                except Exception as error:  # keep relaying whatever one round met
+                    failures += 1
+                    logger.warning("outbox relay round failed (%s): %s", type(error).__name__, error)
             if published >= self._batch_size:
                 continue  # more are waiting
             delay = self._poll_seconds * min(2**failures, 30)

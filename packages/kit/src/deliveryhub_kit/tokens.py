@@ -13,6 +13,8 @@ from deliveryhub_kit.errors import Unauthenticated
 from deliveryhub_kit.identity import Principal, Role
 
 ALGORITHM = "EdDSA"
+# The issuer's clock and ours may differ a little.
+CLOCK_SKEW_SECONDS = 30
 
 
 class TokenVerifier:
@@ -32,6 +34,7 @@ class TokenVerifier:
                 issuer=self._issuer,
                 audience=self._audience,
                 options={"require": ["exp", "sub", "iss", "aud"]},
+                leeway=CLOCK_SKEW_SECONDS,
             )
         except jwt.ExpiredSignatureError as error:
             raise Unauthenticated("the token has expired") from error

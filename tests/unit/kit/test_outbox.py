@@ -1,0 +1,153 @@
+"""What the outbox writes, and how the relay marks rows by what the broker answered."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deliveryhub_contracts.events import DELIVERY_SOURCE, DeliveryCanceled, parse_envelope, parse_payload
+from deliveryhub_delivery.models import OutboxMessage
+from deliveryhub_kit.broker import (
+    BrokerError,
+    BrokerUnavailable,
+    MessageHandler,
+    OutgoingMessage,
+    PublishRejected,
+    Subscription,
+    Topology,
+    Unroutable,
+)
+from deliveryhub_kit.db import Database, utcnow
+from deliveryhub_kit.outbox import PENDING_KEY, Outbox, OutboxRelay
+
+
+class ScriptedBroker:
+    """Answers each publish as scripted for its routing key, and keeps what was confirmed."""
+
+    def __init__(self, failures: dict[str, BrokerError] | None = None, *, connected: bool = True) -> None:
+        self.failures = failures or {}
+        self._connected = connected
+        self.confirmed: list[tuple[str, str, OutgoingMessage]] = []
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def connect(self) -> None:
+        self._connected = True
+
+    async def close(self) -> None:
+        self._connected = False
+
+    async def declare(self, topology: Topology) -> None:
+        return None
+
+    async def publish(self, exchange: str, routing_key: str, message: OutgoingMessage) -> None:
+        if routing_key in self.failures:
+            raise self.failures[routing_key]
+        self.confirmed.append((exchange, routing_key, message))
+
+    async def consume(self, queue: str, handler: MessageHandler, *, prefetch: int) -> Subscription:
+        raise NotImplementedError
+
+
+def outbox_row(routing_key: str, *, attempts: int = 0) -> OutboxMessage:
+    row = OutboxMessage()
+    row.event_id = uuid.uuid4()
+    row.routing_key = routing_key
+    row.body = '{"specversion": "1.0"}'
+    row.attempts = attempts
+    row.published_at = None
+    row.last_error = None
+    row.next_attempt_at = utcnow()
+    return row
+
+
+def relay_over(broker: ScriptedBroker) -> OutboxRelay:
+    # The engine connects lazily; these tests never reach the database.
+    database = Database("postgresql+asyncpg://unused@127.0.0.1:1/unused")
+    return OutboxRelay(database, broker, OutboxMessage, exchange="deliveryhub.events")
+
+
+def test_an_emitted_event_is_a_pending_outbox_row_holding_a_cloud_event() -> None:
+    session = AsyncSession()
+    order_id = uuid.uuid4()
+
+    Outbox(session, OutboxMessage, DELIVERY_SOURCE).emit(
+        DeliveryCanceled(order_id=order_id, reason="out of stock"), subject=str(order_id)
+    )
+
+    rows = [row for row in session.new if isinstance(row, OutboxMessage)]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.routing_key == "delivery.canceled"
+    assert row.published_at is None
+    envelope = parse_envelope(row.body.encode())
+    assert envelope.id == row.event_id
+    assert envelope.source == "/delivery"
+    assert envelope.subject == str(order_id)
+    assert parse_payload(envelope, DeliveryCanceled) == DeliveryCanceled(
+        order_id=order_id, reason="out of stock"
+    )
+    assert session.info[PENDING_KEY] is True
+
+
+async def test_confirmed_rows_are_marked_published_in_order() -> None:
+    broker = ScriptedBroker()
+    rows = [outbox_row("delivery.appointed"), outbox_row("delivery.finished")]
+
+    confirmed = await relay_over(broker).publish(rows)
+
+    assert confirmed == 2
+    assert all(row.published_at is not None for row in rows)
+    assert [message.message_id for _, _, message in broker.confirmed] == [str(row.event_id) for row in rows]
+    assert [(exchange, key) for exchange, key, _ in broker.confirmed] == [
+        ("deliveryhub.events", "delivery.appointed"),
+        ("deliveryhub.events", "delivery.finished"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "failure", [Unroutable("no queue is bound"), PublishRejected("nack")], ids=["unroutable", "rejected"]
+)
+async def test_a_refused_row_waits_longer_each_attempt_and_says_why(failure: BrokerError) -> None:
+    broker = ScriptedBroker({"delivery.canceled": failure})
+    refused = outbox_row("delivery.canceled", attempts=2)
+    fine = outbox_row("delivery.finished")
+    before = utcnow()
+
+    confirmed = await relay_over(broker).publish([refused, fine])
+
+    assert confirmed == 1
+    assert fine.published_at is not None
+    assert refused.published_at is None
+    assert refused.attempts == 3
+    assert refused.last_error == f"{type(failure).__name__}: {failure}"
+    assert refused.next_attempt_at >= before + timedelta(seconds=8)
+
+
+async def test_a_row_met_by_a_lost_connection_stays_as_it_was() -> None:
+    broker = ScriptedBroker({"delivery.canceled": BrokerUnavailable("connection lost")})
+    row = outbox_row("delivery.canceled")
+    due_at = row.next_attempt_at
+
+    confirmed = await relay_over(broker).publish([row])
+
+    assert confirmed == 0
+    assert row.published_at is None
+    assert row.attempts == 0
+    assert row.next_attempt_at == due_at
+
+
+async def test_nothing_is_published_while_the_broker_is_disconnected() -> None:
+    broker = ScriptedBroker(connected=False)
+    row = outbox_row("delivery.canceled")
+
+    with pytest.raises(BrokerUnavailable):
+        await relay_over(broker).publish([row])
+
+    assert row.published_at is None
+    assert broker.confirmed == []

@@ -1,0 +1,168 @@
+"""Tokens: who a request comes from, and every way a token is refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import jwt
+import pytest
+
+from deliveryhub_kit.db import utcnow
+from deliveryhub_kit.errors import PermissionDenied, Unauthenticated
+from deliveryhub_kit.identity import Principal, Role, require_role
+from deliveryhub_kit.keys import KeyPair, generate_key_pair
+from deliveryhub_kit.tokens import CLOCK_SKEW_SECONDS, TokenIssuer, TokenVerifier
+
+ISSUER = "deliveryhub"
+AUDIENCE = "deliveryhub-api"
+
+MANAGER = Principal(subject=uuid.uuid4(), role=Role.MANAGER)
+CUSTOMER = Principal(subject=uuid.uuid4(), role=Role.CUSTOMER)
+COURIER = Principal(
+    subject=uuid.uuid4(), role=Role.COURIER, deliveryman_id=uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
+)
+
+
+@pytest.fixture(scope="module")
+def keys() -> KeyPair:
+    return generate_key_pair()
+
+
+@pytest.fixture(scope="module")
+def issuer(keys: KeyPair) -> TokenIssuer:
+    return TokenIssuer(keys.private_pem, issuer=ISSUER, audience=AUDIENCE)
+
+
+@pytest.fixture(scope="module")
+def verifier(keys: KeyPair) -> TokenVerifier:
+    return TokenVerifier(keys.public_pem, issuer=ISSUER, audience=AUDIENCE)
+
+
+def signed(keys: KeyPair, **claims: Any) -> str:
+    """A token signed with the right key but with claims chosen by the test."""
+    now = utcnow()
+    defaults: dict[str, Any] = {
+        "sub": str(uuid.uuid4()),
+        "role": "manager",
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+    }
+    defaults.update(claims)
+    return jwt.encode(
+        {name: value for name, value in defaults.items() if value is not None}, keys.private_pem, "EdDSA"
+    )
+
+
+@pytest.mark.parametrize(
+    "principal", [MANAGER, CUSTOMER, COURIER], ids=lambda principal: principal.role.value
+)
+def test_an_issued_token_names_its_principal(
+    issuer: TokenIssuer, verifier: TokenVerifier, principal: Principal
+) -> None:
+    assert verifier.verify(issuer.issue(principal)) == principal
+
+
+def test_an_expired_token_is_refused(issuer: TokenIssuer, verifier: TokenVerifier) -> None:
+    token = issuer.issue(MANAGER, lifetime=timedelta(seconds=-(CLOCK_SKEW_SECONDS + 1)))
+
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(token)
+
+
+def test_a_token_for_another_audience_is_refused(keys: KeyPair, issuer: TokenIssuer) -> None:
+    verifier = TokenVerifier(keys.public_pem, issuer=ISSUER, audience="another-api")
+
+    with pytest.raises(Unauthenticated, match=r"(?i)audience"):
+        verifier.verify(issuer.issue(MANAGER))
+
+
+def test_a_token_from_another_issuer_is_refused(keys: KeyPair, verifier: TokenVerifier) -> None:
+    foreign = TokenIssuer(keys.private_pem, issuer="someone-else", audience=AUDIENCE)
+
+    with pytest.raises(Unauthenticated, match="issuer"):
+        verifier.verify(foreign.issue(MANAGER))
+
+
+def test_a_token_signed_with_another_key_is_refused(verifier: TokenVerifier) -> None:
+    forger = TokenIssuer(generate_key_pair().private_pem, issuer=ISSUER, audience=AUDIENCE)
+
+    with pytest.raises(Unauthenticated, match="not valid"):
+        verifier.verify(forger.issue(MANAGER))
+
+
+def test_a_token_whose_claims_were_changed_is_refused(issuer: TokenIssuer, verifier: TokenVerifier) -> None:
+    header, payload, signature = issuer.issue(CUSTOMER).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["role"] = "manager"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+
+    with pytest.raises(Unauthenticated, match="not valid"):
+        verifier.verify(f"{header}.{forged_payload}.{signature}")
+
+
+def test_an_unsigned_token_is_refused(verifier: TokenVerifier) -> None:
+    now = utcnow()
+    unsigned = jwt.encode(
+        {
+            "sub": str(uuid.uuid4()),
+            "role": "manager",
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "exp": now + timedelta(hours=1),
+        },
+        key="",
+        algorithm="none",
+    )
+
+    with pytest.raises(Unauthenticated):
+        verifier.verify(unsigned)
+
+
+@pytest.mark.parametrize("token", ["", "not-a-token", "a.b.c"])
+def test_garbage_is_refused(verifier: TokenVerifier, token: str) -> None:
+    with pytest.raises(Unauthenticated):
+        verifier.verify(token)
+
+
+def test_a_courier_token_without_a_deliveryman_id_is_refused(
+    issuer: TokenIssuer, verifier: TokenVerifier
+) -> None:
+    token = issuer.issue(Principal(subject=uuid.uuid4(), role=Role.COURIER))
+
+    with pytest.raises(Unauthenticated, match="deliveryman_id"):
+        verifier.verify(token)
+
+
+@pytest.mark.parametrize("missing", ["exp", "sub", "iss", "aud"])
+def test_a_token_missing_a_required_claim_is_refused(
+    keys: KeyPair, verifier: TokenVerifier, missing: str
+) -> None:
+    with pytest.raises(Unauthenticated, match=missing):
+        verifier.verify(signed(keys, **{missing: None}))
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"role": "admin"}, {"role": None}, {"sub": "customer-42"}, {"role": "courier", "deliveryman_id": "bob"}],
+    ids=["unknown role", "no role", "subject not a uuid", "deliveryman_id not a uuid"],
+)
+def test_a_token_with_invalid_claims_is_refused(
+    keys: KeyPair, verifier: TokenVerifier, claims: dict[str, Any]
+) -> None:
+    with pytest.raises(Unauthenticated, match="claims are not valid"):
+        verifier.verify(signed(keys, **claims))
+
+
+def test_the_required_role_passes() -> None:
+    require_role(COURIER, Role.MANAGER, Role.COURIER)
+
+
+def test_another_role_is_denied_with_what_was_needed() -> None:
+    with pytest.raises(PermissionDenied, match="this action is for: manager, courier; you are customer"):
+        require_role(CUSTOMER, Role.MANAGER, Role.COURIER)
