@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,3 +55,8 @@ def role_dependency(*roles: Role) -> Any:
         return principal
 
     return Depends(check)
+
+
+# Paging of every list: PostgreSQL's OFFSET is a 64-bit integer.
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many items (1-1000)")]
+Offset = Annotated[int, Query(ge=0, le=2**63 - 1, description="Skip this many items")]

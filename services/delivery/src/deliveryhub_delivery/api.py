@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from deliveryhub_delivery.domain import DeliveryStatus
 from deliveryhub_delivery.schemas import AppointRequest, DeliverymanOut, DeliveryOut
 from deliveryhub_delivery.service import DeliveryService, delivery_service
-from deliveryhub_kit.dependencies import SessionDep, role_dependency
+from deliveryhub_kit.dependencies import Limit, Offset, SessionDep, role_dependency
 from deliveryhub_kit.http_errors import error_responses
 from deliveryhub_kit.identity import Principal, Role
 
@@ -32,8 +32,8 @@ async def list_deliveries(
     service: ServiceDep,
     status: DeliveryStatus | None = None,
     deliveryman_id: uuid.UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[DeliveryOut]:
     """List deliveries, newest first: all of them for a manager, their own for a courier."""
     deliveries = await service.list_deliveries(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, status
+from fastapi import APIRouter, Depends, Header, status
 from fastapi.responses import JSONResponse
 
-from deliveryhub_kit.dependencies import SessionDep, role_dependency
+from deliveryhub_kit.dependencies import Limit, Offset, SessionDep, role_dependency
 from deliveryhub_kit.http_errors import error_responses
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_orders.domain import OrderStatus
@@ -58,8 +58,8 @@ async def list_orders(
     principal: CustomerOrManager,
     service: ServiceDep,
     status: OrderStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[OrderOut]:
     """A customer's own orders, or every order for a manager; newest first."""
     orders = await service.list_orders(principal, status=status, limit=limit, offset=offset)

@@ -3,20 +3,51 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from deliveryhub_contracts.events import Amount
-from deliveryhub_orders.domain import Item, OrderStatus
+from deliveryhub_orders.domain import Item, OrderStatus, order_total
 from deliveryhub_orders.models import Order
 
 MAX_ITEMS = 100
+# The largest total the orders table's Numeric(14, 2) column holds.
+MAX_TOTAL = Decimal("999999999999.99")
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+def _without_nul(text: str) -> str:
+    # PostgreSQL stores no NUL character in text or JSONB.
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character")
+    return text
+
+
+def _storable_date(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("the date is out of range") from error
+    return value
+
+
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_without_nul)
+]
+Address = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(_without_nul)
+]
+DeliveryDate = Annotated[AwareDatetime, AfterValidator(_storable_date)]
 
 
 class ItemIn(BaseModel):
@@ -36,8 +67,14 @@ class OrderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     address: Address
-    date: AwareDatetime = Field(description="When to deliver; must carry a time zone")
+    date: DeliveryDate = Field(description="When to deliver; must carry a time zone")
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS)
+
+    @model_validator(mode="after")
+    def _total_is_storable(self) -> OrderCreate:
+        if order_total(item.to_item() for item in self.items) > MAX_TOTAL:
+            raise ValueError(f"the order's total is more than {MAX_TOTAL}")
+        return self
 
 
 class ItemOut(BaseModel):

@@ -1,0 +1,278 @@
+"""The inbox consumer on the real PostgreSQL and RabbitMQ: once per event id, dead letters with reasons."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Protocol
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deliveryhub_contracts.events import ORDERS_SOURCE, Envelope, OrderCreated, make_envelope
+from deliveryhub_contracts.topology import Names, QueueSpec
+from deliveryhub_kit.consumer import EventRoute, InboxConsumer, RetryLater, route
+from deliveryhub_kit.db import Database, utcnow
+from deliveryhub_kit.errors import Conflict
+from deliveryhub_kit.rabbitmq import RabbitBroker
+from deliveryhub_kit.topology import service_topology
+from tests.conftest import Amqp, BrokerNamespace, PublishEvent, StandInApplied, StandInInbox, WaitFor
+
+pytestmark = pytest.mark.integration
+
+TEST_EVENTS = QueueSpec("kit.test-events", ("order.*",))
+
+Apply = Callable[[AsyncSession, OrderCreated], Awaitable[None]]
+
+
+def order_created_event(order_id: uuid.UUID | None = None) -> Envelope:
+    payload = OrderCreated(
+        order_id=order_id or uuid.uuid4(),
+        customer_id=uuid.uuid4(),
+        address="Казань, улица Баумана, 1",
+        date=datetime(2030, 3, 4, 12, 0, tzinfo=UTC),
+        total=Decimal("10.00"),
+        version=1,
+    )
+    return make_envelope(payload, source=ORDERS_SOURCE, subject=str(payload.order_id), time=utcnow())
+
+
+async def record(session: AsyncSession, event: OrderCreated) -> None:
+    """The stand-in side effect: one `applied` row per application."""
+    session.add(StandInApplied(order_id=event.order_id, event_type="order.created"))
+
+
+class StartConsumer(Protocol):
+    async def __call__(self, apply: Apply = ...) -> InboxConsumer: ...
+
+
+@pytest.fixture
+async def start_consumer(
+    stand_in_database: Database, rabbit_broker: RabbitBroker, broker_namespace: BrokerNamespace
+) -> AsyncIterator[StartConsumer]:
+    names = broker_namespace.names
+    queue = broker_namespace.track_queue(names.queue(TEST_EVENTS))
+    await rabbit_broker.declare(service_topology(names, consumes=TEST_EVENTS))
+    started: list[InboxConsumer] = []
+
+    async def start(apply: Apply = record) -> InboxConsumer:
+        routes: Mapping[str, EventRoute] = {"order.created": route(OrderCreated, apply)}
+        consumer = InboxConsumer(
+            name="kit-test",
+            queue=queue,
+            dead_letter_queue=Names.dead_letter_queue(queue),
+            database=stand_in_database,
+            broker=rabbit_broker,
+            inbox_model=StandInInbox,
+            routes=routes,
+            prefetch=1,  # in order, one at a time: see `settle`
+        )
+        await consumer.start()
+        started.append(consumer)
+        return consumer
+
+    yield start
+    for consumer in started:
+        await consumer.stop()
+
+
+async def applied(database: Database, order_id: uuid.UUID) -> int:
+    async with database.transaction() as session:
+        rows = await session.scalars(select(StandInApplied).where(StandInApplied.order_id == order_id))
+        return len(rows.all())
+
+
+async def inbox_ids(database: Database) -> set[uuid.UUID]:
+    async with database.transaction() as session:
+        return set(await session.scalars(select(StandInInbox.event_id)))
+
+
+class Settle(Protocol):
+    async def __call__(self) -> None: ...
+
+
+@pytest.fixture
+def settle(publish_event: PublishEvent, stand_in_database: Database, wait_for: WaitFor) -> Settle:
+    """Return once everything published before has been settled (a later sentinel was applied)."""
+
+    async def settle() -> None:
+        sentinel = order_created_event()
+        await publish_event(sentinel)
+        order_id = uuid.UUID(str(sentinel.data["order_id"]))
+        await wait_for(lambda: applied(stand_in_database, order_id), message="the sentinel to be applied")
+
+    return settle
+
+
+async def test_an_event_delivered_twice_is_applied_once(
+    start_consumer: StartConsumer,
+    publish_event: PublishEvent,
+    settle: Settle,
+    stand_in_database: Database,
+    amqp: Amqp,
+) -> None:
+    consumer = await start_consumer()
+    event = order_created_event()
+    order_id = uuid.UUID(str(event.data["order_id"]))
+
+    await publish_event(event)
+    await publish_event(event)
+    await settle()
+
+    assert await applied(stand_in_database, order_id) == 1
+    assert event.id in await inbox_ids(stand_in_database)
+    # Stopped, a consumer gives back what it has not acked: an empty queue means all were acked.
+    await consumer.stop()
+    assert await amqp.message_count(consumer.queue) == 0
+    assert await amqp.message_count(consumer.dead_letter_queue) == 0
+
+
+def _envelope_json(**changes: object) -> bytes:
+    attributes = json.loads(order_created_event().to_json())
+    attributes.update(changes)
+    return json.dumps(attributes).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "routing_key", "reason"),
+    [
+        pytest.param(b"{not json", "order.created", "body is not JSON", id="not-json"),
+        pytest.param(b'["a", "list"]', "order.created", "not a JSON object", id="not-an-object"),
+        pytest.param(
+            json.dumps({"hello": "world"}).encode(),
+            "order.created",
+            "not a CloudEvents 1.0 envelope",
+            id="not-a-cloud-event",
+        ),
+        pytest.param(
+            _envelope_json(type="deliveryhub.order.shipped"),
+            "order.shipped",
+            "no handler for event type 'deliveryhub.order.shipped'",
+            id="unknown-type",
+        ),
+        pytest.param(
+            _envelope_json(data={"order_id": "not-a-uuid", "version": 0}),
+            "order.created",
+            "invalid order.created data",
+            id="invalid-payload",
+        ),
+    ],
+)
+async def test_a_malformed_message_is_dead_lettered_at_once_with_its_reason(
+    start_consumer: StartConsumer,
+    settle: Settle,
+    stand_in_database: Database,
+    amqp: Amqp,
+    wait_for: WaitFor,
+    body: bytes,
+    routing_key: str,
+    reason: str,
+) -> None:
+    consumer = await start_consumer()
+
+    await amqp.publish(routing_key, body, exchange=amqp.namespace.exchange, message_id="malformed-1")
+
+    dead = await wait_for(lambda: amqp.get(consumer.dead_letter_queue), message="the dead letter")
+    assert dead.body == body
+    assert dead.message_id == "malformed-1"
+    headers = dead.headers
+    assert reason in str(headers["x-death-reason"])
+    assert headers["x-error-class"] == "MalformedEvent"
+    assert headers["x-original-queue"] == consumer.queue
+    assert headers["x-original-routing-key"] == routing_key
+    assert "x-failed-at" in headers
+    await settle()
+    assert len(await inbox_ids(stand_in_database)) == 1  # the sentinel's only
+    # Stopped, a consumer gives back what it has not acked: an empty queue means all were acked.
+    await consumer.stop()
+    assert await amqp.message_count(consumer.queue) == 0
+    assert await amqp.message_count(consumer.dead_letter_queue) == 0
+
+
+async def test_a_handler_that_can_never_succeed_is_dead_lettered_and_leaves_nothing_behind(
+    start_consumer: StartConsumer,
+    publish_event: PublishEvent,
+    stand_in_database: Database,
+    amqp: Amqp,
+    wait_for: WaitFor,
+) -> None:
+    event = order_created_event()
+
+    async def refuse(session: AsyncSession, payload: OrderCreated) -> None:
+        await record(session, payload)
+        raise Conflict(f"order {payload.order_id} cannot be taken")
+
+    consumer = await start_consumer(refuse)
+    await publish_event(event)
+
+    dead = await wait_for(lambda: amqp.get(consumer.dead_letter_queue), message="the dead letter")
+    assert dead.headers["x-error-class"] == "Conflict"
+    assert "cannot be taken" in str(dead.headers["x-death-reason"])
+    assert dead.message_id == str(event.id)
+    # The failed transaction was rolled back: no side effect, and no inbox row to block a replay.
+    assert await applied(stand_in_database, uuid.UUID(str(event.data["order_id"]))) == 0
+    assert event.id not in await inbox_ids(stand_in_database)
+
+
+async def test_a_passing_failure_is_retried_until_the_event_applies(
+    start_consumer: StartConsumer,
+    publish_event: PublishEvent,
+    stand_in_database: Database,
+    amqp: Amqp,
+    wait_for: WaitFor,
+) -> None:
+    attempts: list[uuid.UUID] = []
+    event = order_created_event()
+    order_id = uuid.UUID(str(event.data["order_id"]))
+
+    async def not_yet_then_apply(session: AsyncSession, payload: OrderCreated) -> None:
+        if payload.order_id == order_id:
+            attempts.append(payload.order_id)
+            if len(attempts) < 3:
+                raise RetryLater("the order is not there yet")
+        await record(session, payload)
+
+    consumer = await start_consumer(not_yet_then_apply)
+    await publish_event(event)
+
+    await wait_for(lambda: applied(stand_in_database, order_id), message="the event to apply")
+    assert len(attempts) == 3
+    assert await applied(stand_in_database, order_id) == 1
+    assert event.id in await inbox_ids(stand_in_database)
+    assert await amqp.message_count(consumer.dead_letter_queue) == 0
+
+
+async def test_stopping_lets_the_message_in_hand_finish_and_acks_it(
+    start_consumer: StartConsumer,
+    publish_event: PublishEvent,
+    stand_in_database: Database,
+    amqp: Amqp,
+    wait_for: WaitFor,
+) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(session: AsyncSession, payload: OrderCreated) -> None:
+        entered.set()
+        await release.wait()
+        await record(session, payload)
+
+    consumer = await start_consumer(slow)
+    event = order_created_event()
+    await publish_event(event)
+    await wait_for(entered.is_set, message="the handler to start")
+
+    stopping = asyncio.create_task(consumer.stop())
+    await asyncio.sleep(0)  # let the stop begin while the handler is still in hand
+    assert not stopping.done()
+    release.set()
+    await asyncio.wait_for(stopping, timeout=10)
+
+    assert await applied(stand_in_database, uuid.UUID(str(event.data["order_id"]))) == 1
+    # Had it not been acked, closing the consumer's channel would have put it back in the queue.
+    assert await amqp.message_count(consumer.queue) == 0
