@@ -8,6 +8,7 @@ import aio_pika
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from deliveryhub_kit.migrations import server_connection
 from deliveryhub_kit.settings import async_database_url
 
 
@@ -18,21 +19,14 @@ class NotReachable(Exception):
 async def check_postgres(postgres_url: str) -> None:
     url = make_url(async_database_url(postgres_url))
     try:
-        connection = await asyncpg.connect(
-            user=url.username,
-            password=url.password,
-            host=url.host or "127.0.0.1",
-            port=url.port or 5432,
-            database="postgres",
-            timeout=3,
-        )
+        async with server_connection(postgres_url, connect_timeout=3):
+            pass
     except (TimeoutError, OSError, asyncpg.PostgresError) as error:
         where = f"{url.host or '127.0.0.1'}:{url.port or 5432}"
         raise NotReachable(
             f"PostgreSQL does not answer at {where} ({type(error).__name__}: {error}); start it "
             "(e.g. `pg_ctlcluster <version> main start`) or pass --postgres URL"
         ) from error
-    await connection.close()
 
 
 async def check_rabbitmq(amqp_url: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -65,45 +67,44 @@ def run_env(target_metadata: MetaData) -> None:
         asyncio.run(run())
 
 
-async def create_database_if_missing(database_url: str) -> bool:
-    """Create the database the URL names, unless it exists; True if it was created."""
+@asynccontextmanager
+async def server_connection(
+    database_url: str, *, connect_timeout: float = 10
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the server's `postgres` database, for work on databases themselves."""
     url = make_url(async_database_url(database_url))
-    name = url.database
-    assert name, "the database URL names no database"
     connection = await asyncpg.connect(
         user=url.username,
         password=url.password,
         host=url.host or "127.0.0.1",
         port=url.port or 5432,
         database="postgres",
-        timeout=10,
+        timeout=connect_timeout,
     )
     try:
-        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if exists:
-            return False
-        quoted = '"' + name.replace('"', '""') + '"'
-        await connection.execute(f"CREATE DATABASE {quoted}")
-        return True
+        yield connection
     finally:
         await connection.close()
+
+
+def _quoted_database(database_url: str) -> tuple[str, str]:
+    name = make_url(async_database_url(database_url)).database
+    assert name, "the database URL names no database"
+    return name, '"' + name.replace('"', '""') + '"'
+
+
+async def create_database_if_missing(database_url: str) -> bool:
+    """Create the database the URL names, unless it exists; True if it was created."""
+    name, quoted = _quoted_database(database_url)
+    async with server_connection(database_url) as connection:
+        if await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        await connection.execute(f"CREATE DATABASE {quoted}")
+        return True
 
 
 async def drop_database(database_url: str) -> None:
     """Drop the database the URL names, ending its sessions first."""
-    url = make_url(async_database_url(database_url))
-    name = url.database
-    assert name
-    connection = await asyncpg.connect(
-        user=url.username,
-        password=url.password,
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        database="postgres",
-        timeout=10,
-    )
-    try:
-        quoted = '"' + name.replace('"', '""') + '"'
+    _, quoted = _quoted_database(database_url)
+    async with server_connection(database_url) as connection:
         await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
-    finally:
-        await connection.close()
