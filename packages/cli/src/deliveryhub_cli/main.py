@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--orders-port", type=int, default=8001)
     up.add_argument("--delivery-port", type=int, default=8002)
+    up.add_argument("--web-port", type=int, default=8000)
     up.add_argument("--broker-prefix", default=os.environ.get("BROKER_PREFIX", ""))
     up.add_argument(
         "--legacy-queue-prefix",
@@ -103,7 +104,11 @@ def main(argv: list[str] | None = None) -> None:
                 broker_prefix=arguments.broker_prefix,
                 database_prefix=arguments.database_prefix,
                 legacy_queue_prefix=arguments.legacy_queue_prefix,
-                ports={"orders": arguments.orders_port, "delivery": arguments.delivery_port},
+                ports={
+                    "orders": arguments.orders_port,
+                    "delivery": arguments.delivery_port,
+                    "web": arguments.web_port,
+                },
             )
         )
     elif arguments.command == "migrate":

@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 
 import deliveryhub_delivery
 import deliveryhub_orders
+import deliveryhub_web
 from deliveryhub_kit.migrations import create_database_if_missing, upgrade
 from deliveryhub_kit.settings import async_database_url
 
@@ -36,6 +37,13 @@ SERVICES = (
         8002,
         "delivery",
         Path(deliveryhub_delivery.__file__).parent / "migrations",
+    ),
+    ServiceSpec(
+        "web",
+        "deliveryhub_web.app:create_app",
+        8000,
+        "web",
+        Path(deliveryhub_web.__file__).parent / "migrations",
     ),
 )
 

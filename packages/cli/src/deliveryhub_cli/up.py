@@ -16,6 +16,10 @@ import httpx
 from deliveryhub_cli.checks import NotReachable, check_postgres, check_rabbitmq
 from deliveryhub_cli.services import SERVICES, ServiceSpec, migrate, prepare_database
 from deliveryhub_kit.keys import ensure_development_keys
+from deliveryhub_web.service import DEMO_ACCOUNTS
+from deliveryhub_web.settings import WebSettings
+
+DEMO_PASSWORD = WebSettings.model_fields["demo_password"].default
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,9 @@ def run_up(options: UpOptions) -> int:
         }
         if service.name == "delivery" and options.legacy_queue_prefix:
             env["LEGACY_QUEUE_PREFIX"] = options.legacy_queue_prefix
+        if service.name == "web":
+            env["ORDERS_URL"] = f"http://{options.host}:{options.ports['orders']}"
+            env["DELIVERY_URL"] = f"http://{options.host}:{options.ports['delivery']}"
         stack.start(service, env, options.host, port)
         bases[service.name] = f"http://{options.host}:{port}"
 
@@ -144,13 +151,17 @@ def run_up(options: UpOptions) -> int:
         return 1
 
     print("\nDelivery Hub is up:")
-    for name, base in bases.items():
-        print(f"  {name:9} {base}   (API docs: {base}/docs)")
+    print(f"  console   {bases['web']}")
+    for name in ("orders", "delivery"):
+        print(f"  {name:9} {bases[name]}   (API docs: {bases[name]}/docs)")
     if options.legacy_queue_prefix:
         print(
             f"  legacy    queues {options.legacy_queue_prefix}order_created_queue, "
             f"{options.legacy_queue_prefix}order_paid_queue"
         )
+    print(f"\nDemo accounts (password: {DEMO_PASSWORD}):")
+    for account in DEMO_ACCOUNTS:
+        print(f"  {account.role.value:9} {account.email}")
     print("\nTry it:  deliveryhub demo            (the whole story over HTTP)")
     print("         deliveryhub token --role manager")
     print("Press Ctrl-C to stop.")

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from deliveryhub_kit.health import router as health_router
 from deliveryhub_kit.http_errors import error_response, install_error_handlers
 from deliveryhub_kit.metrics import install_metrics
-from deliveryhub_kit.runtime import ServiceRuntime
+from deliveryhub_kit.runtime import Runtime
 from deliveryhub_kit.tokens import TokenVerifier
 
 
@@ -72,7 +72,7 @@ def build_app(
     *,
     title: str,
     description: str,
-    runtime: ServiceRuntime,
+    runtime: Runtime,
     routers: Sequence[APIRouter],
 ) -> FastAPI:
     """An app whose lifespan starts and stops the runtime, with errors, health and metrics."""

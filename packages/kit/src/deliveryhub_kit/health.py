@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from deliveryhub_kit.runtime import Runtime
+
 router = APIRouter(tags=["health"])
 
 
@@ -20,8 +22,8 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready", responses={503: {"description": "a dependency is not reachable"}})
 async def ready(request: Request) -> JSONResponse:
-    """The database is reachable and the broker connected."""
-    runtime = request.app.state.runtime
+    """The database is reachable and the broker, where there is one, connected."""
+    runtime: Runtime = request.app.state.runtime
     checks: dict[str, dict[str, Any]] = {}
 
     started = time.perf_counter()
@@ -32,7 +34,8 @@ async def ready(request: Request) -> JSONResponse:
         checks["database"] = {"status": "failing", "error": type(error).__name__}
     checks["database"]["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
 
-    checks["broker"] = {"status": "ok" if runtime.broker.connected else "failing"}
+    if runtime.broker is not None:
+        checks["broker"] = {"status": "ok" if runtime.broker.connected else "failing"}
     if runtime.stopping:
         checks["shutdown"] = {"status": "failing"}
 

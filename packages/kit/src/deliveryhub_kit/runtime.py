@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from deliveryhub_kit.broker import Broker, BrokerUnavailable, Topology
 from deliveryhub_kit.consumer import InboxConsumer
@@ -29,6 +30,26 @@ class Wiring:
     consumers: ConsumerFactory
 
 
+class Runtime(Protocol):
+    """What the app's lifespan, health and routes need of a process's moving parts."""
+
+    @property
+    def settings(self) -> ServiceSettings: ...
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def broker(self) -> Broker | None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class ServiceRuntime:
     """Database, broker, outbox relay and consumers of one service process."""
 
@@ -48,14 +69,14 @@ class ServiceRuntime:
             max_overflow=settings.database_max_overflow,
             timeout_seconds=settings.database_timeout_seconds,
         )
-        self.broker: Broker = broker or RabbitBroker(
+        self._broker: Broker = broker or RabbitBroker(
             settings.amqp_url,
             publish_timeout_seconds=settings.publish_timeout_seconds,
             name=settings.service_name,
         )
         self.relay = OutboxRelay(
             self.database,
-            self.broker,
+            self._broker,
             wiring.outbox_model,
             exchange=self.exchange,
             batch_size=settings.outbox_batch_size,
@@ -65,6 +86,10 @@ class ServiceRuntime:
         self.consumers: Sequence[InboxConsumer] = ()
         self.stopping = False
         self._broker_task: asyncio.Task[None] | None = None
+
+    @property
+    def broker(self) -> Broker:
+        return self._broker
 
     @property
     def exchange(self) -> str:

@@ -1,0 +1,1 @@
+"""The web console: customers order and follow, managers appoint, couriers deliver."""

@@ -1,0 +1,354 @@
+"""HTTP routes of the web console: each page reads the form, calls an API or the account service, renders."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deliveryhub_kit.dependencies import SessionDep
+from deliveryhub_kit.errors import DomainError
+from deliveryhub_kit.identity import Role
+from deliveryhub_web.clients import ApiError
+from deliveryhub_web.pages import (
+    SESSION_COOKIE,
+    CheckedForm,
+    CurrentUser,
+    Form,
+    Pages,
+    PagesDep,
+    UserDep,
+    flash_redirect,
+    require_role,
+)
+from deliveryhub_web.service import DEMO_ACCOUNTS, account_service
+
+router = APIRouter(include_in_schema=False)
+
+DELIVERY_STATUSES = ("created", "activated", "done", "canceled")
+ORDER_STATUSES = ("created", "paid", "delivered", "canceled")
+HOME_BY_ROLE = {Role.CUSTOMER: "/orders", Role.MANAGER: "/board", Role.COURIER: "/deliveries"}
+
+
+def _accounts(session: AsyncSession, pages: Pages) -> Any:
+    return account_service(session, session_lifetime=pages.runtime.session_lifetime)
+
+
+@router.get("/")
+async def home(user: UserDep) -> Response:
+    """Each role's main page."""
+    if user is None:
+        return RedirectResponse("/login", status_code=303)
+    return RedirectResponse(HOME_BY_ROLE[user.role], status_code=303)
+
+
+@router.get("/login")
+async def login_form(pages: PagesDep, user: UserDep, next: str = "/") -> Response:
+    if user is not None:
+        return RedirectResponse(HOME_BY_ROLE[user.role], status_code=303)
+    return pages.render("login.html", {"next": next, **_demo(pages)})
+
+
+@router.post("/login")
+async def login(pages: PagesDep, session: SessionDep, form: Form) -> Response:
+    email = form.text("email").strip().lower()
+    client = pages.request.client.host if pages.request.client else "unknown"
+    wait = pages.runtime.sign_in_limiter.attempt(f"email:{email}") or pages.runtime.address_limiter.attempt(
+        f"address:{client}"
+    )
+    if wait is not None:
+        return pages.render(
+            "login.html",
+            {
+                "email": email,
+                "error": f"Too many sign-in attempts. Try again in {int(wait) + 1} seconds.",
+                **_demo(pages),
+            },
+            status_code=429,
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    try:
+        _, token = await _accounts(session, pages).sign_in(email=email, password=form.text("password"))
+    except DomainError as error:
+        return pages.render(
+            "login.html", {"email": email, "error": _sentence(error.detail), **_demo(pages)}, status_code=401
+        )
+    response = RedirectResponse(_safe_next(form.text("next")), status_code=303)
+    pages.set_cookie(response, SESSION_COOKIE, token, max_age=pages.runtime.session_lifetime)
+    return response
+
+
+@router.get("/register")
+async def register_form(pages: PagesDep) -> Response:
+    return pages.render("register.html", {})
+
+
+@router.post("/register")
+async def register(pages: PagesDep, session: SessionDep, form: Form) -> Response:
+    values = {"email": form.text("email"), "name": form.text("name")}
+    if form.text("password") != form.text("password_again"):
+        return pages.render(
+            "register.html", {**values, "error": "The two passwords differ."}, status_code=422
+        )
+    accounts = _accounts(session, pages)
+    try:
+        user = await accounts.register_customer(
+            email=values["email"], name=values["name"], password=form.text("password")
+        )
+        _, token = await accounts.sign_in(email=user.email, password=form.text("password"))
+    except DomainError as error:
+        status = 409 if error.code == "email_taken" else 422
+        return pages.render("register.html", {**values, "error": _sentence(error.detail)}, status_code=status)
+    response = RedirectResponse("/orders", status_code=303)
+    pages.set_cookie(response, SESSION_COOKIE, token, max_age=pages.runtime.session_lifetime)
+    return response
+
+
+@router.post("/logout")
+async def logout(pages: PagesDep, session: SessionDep, form: Form) -> Response:
+    token = pages.request.cookies.get(SESSION_COOKIE)
+    if token:
+        await _accounts(session, pages).sign_out(token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/orders")
+async def orders_page(
+    pages: PagesDep, user: CurrentUser, status: str | None = None, fragment: bool = False
+) -> Response:
+    """A customer's orders with live status; every order for a manager."""
+    require_role(user, Role.CUSTOMER, Role.MANAGER)
+    status = status if status in ORDER_STATUSES else None
+    orders = await pages.backends.orders.call(
+        user.principal, "GET", "/api/orders", params={"status": status, "limit": 200}
+    )
+    context = {"orders": orders, "status": status, "statuses": ORDER_STATUSES}
+    return pages.render("_orders.html" if fragment else "orders.html", context)
+
+
+@router.get("/orders/new")
+async def new_order_form(pages: PagesDep, user: CurrentUser) -> Response:
+    require_role(user, Role.CUSTOMER)
+    return pages.render("order_new.html", _order_form_context())
+
+
+@router.post("/orders")
+async def place_order(pages: PagesDep, user: CurrentUser, form: Form) -> Response:
+    require_role(user, Role.CUSTOMER)
+    values = _order_form_values(form)
+    try:
+        body = _order_body(values)
+        order = await pages.backends.orders.call(
+            user.principal,
+            "POST",
+            "/api/orders",
+            json=body,
+            headers={"Idempotency-Key": values["idempotency_key"]},
+        )
+    except (ApiError, ValueError) as error:
+        message = error.message if isinstance(error, ApiError) else f"Please check what you entered: {error}."
+        status_code = error.status if isinstance(error, ApiError) else 422
+        return pages.render("order_new.html", {**values, "error": message}, status_code=status_code)
+    return flash_redirect(
+        pages, f"/orders#order-{order['id']}", "Order placed.", kind="success", target=order["id"]
+    )
+
+
+@router.get("/orders/{order_id}")
+async def order_page(
+    pages: PagesDep, user: CurrentUser, order_id: uuid.UUID, fragment: bool = False
+) -> Response:
+    require_role(user, Role.CUSTOMER, Role.MANAGER)
+    order = await pages.backends.orders.call(user.principal, "GET", f"/api/orders/{order_id}")
+    return pages.render("_order.html" if fragment else "order.html", {"order": order})
+
+
+@router.post("/orders/{order_id}/pay")
+async def pay_order(pages: PagesDep, user: CurrentUser, order_id: uuid.UUID, form: Form) -> Response:
+    require_role(user, Role.CUSTOMER)
+    return await _act(
+        pages,
+        form,
+        "/orders",
+        str(order_id),
+        "Paid.",
+        pages.backends.orders.call(user.principal, "POST", f"/api/orders/{order_id}/pay"),
+    )
+
+
+@router.post("/orders/{order_id}/cancel")
+async def cancel_order(pages: PagesDep, user: CurrentUser, order_id: uuid.UUID, form: Form) -> Response:
+    require_role(user, Role.CUSTOMER, Role.MANAGER)
+    return await _act(
+        pages,
+        form,
+        "/orders",
+        str(order_id),
+        "Order canceled.",
+        pages.backends.orders.call(user.principal, "POST", f"/api/orders/{order_id}/cancel"),
+    )
+
+
+@router.get("/board")
+async def board(
+    pages: PagesDep, user: CurrentUser, status: str | None = None, fragment: bool = False
+) -> Response:
+    """The manager's deliveries, filterable by status, with couriers to appoint."""
+    require_role(user, Role.MANAGER)
+    status = status if status in DELIVERY_STATUSES else None
+    deliveries = await pages.backends.delivery.call(
+        user.principal, "GET", "/api/delivery/", params={"status": status, "limit": 200}
+    )
+    couriers = await pages.backends.delivery.call(user.principal, "GET", "/api/deliverymen")
+    context = {
+        "deliveries": deliveries,
+        "couriers": couriers,
+        "status": status,
+        "statuses": DELIVERY_STATUSES,
+    }
+    return pages.render("_board.html" if fragment else "board.html", context)
+
+
+@router.post("/board/{delivery_id}/appoint")
+async def appoint(pages: PagesDep, user: CurrentUser, delivery_id: uuid.UUID, form: Form) -> Response:
+    require_role(user, Role.MANAGER)
+    courier = form.text("deliveryman_id")
+    return await _act(
+        pages,
+        form,
+        "/board",
+        str(delivery_id),
+        "Courier appointed.",
+        pages.backends.delivery.call(
+            user.principal, "POST", f"/api/delivery/{delivery_id}/appoint", json={"deliveryman_id": courier}
+        ),
+    )
+
+
+@router.post("/board/{delivery_id}/cancel")
+async def cancel_delivery(pages: PagesDep, user: CurrentUser, delivery_id: uuid.UUID, form: Form) -> Response:
+    require_role(user, Role.MANAGER)
+    return await _act(
+        pages,
+        form,
+        "/board",
+        str(delivery_id),
+        "Delivery canceled.",
+        pages.backends.delivery.call(user.principal, "POST", f"/api/delivery/{delivery_id}/cancel"),
+    )
+
+
+@router.get("/deliveries")
+async def my_deliveries(pages: PagesDep, user: CurrentUser, fragment: bool = False) -> Response:
+    """A courier's deliveries: what to deliver now, and what is done."""
+    require_role(user, Role.COURIER)
+    deliveries = await pages.backends.delivery.call(
+        user.principal, "GET", "/api/delivery/", params={"limit": 200}
+    )
+    context = {
+        "to_deliver": [d for d in deliveries if d["status"] == "activated"],
+        "history": [d for d in deliveries if d["status"] != "activated"],
+    }
+    return pages.render("_deliveries.html" if fragment else "deliveries.html", context)
+
+
+@router.get("/deliveries/{delivery_id}")
+async def delivery_page(pages: PagesDep, user: CurrentUser, delivery_id: uuid.UUID) -> Response:
+    require_role(user, Role.COURIER, Role.MANAGER)
+    delivery = await pages.backends.delivery.call(user.principal, "GET", f"/api/delivery/{delivery_id}")
+    return pages.render("delivery.html", {"delivery": delivery})
+
+
+@router.post("/deliveries/{delivery_id}/finish")
+async def finish(pages: PagesDep, user: CurrentUser, delivery_id: uuid.UUID, form: Form) -> Response:
+    require_role(user, Role.COURIER, Role.MANAGER)
+    back = "/deliveries" if user.role is Role.COURIER else "/board"
+    return await _act(
+        pages,
+        form,
+        back,
+        str(delivery_id),
+        "Marked delivered.",
+        pages.backends.delivery.call(user.principal, "POST", f"/api/delivery/{delivery_id}/finish"),
+    )
+
+
+async def _act(pages: Pages, form: CheckedForm, back: str, target: str, done: str, call: Any) -> Response:
+    """Run an API action; come back to the page with its outcome shown next to its item."""
+    back = _safe_next(form.text("next")) if form.text("next") else back
+    try:
+        await call
+    except ApiError as error:
+        return flash_redirect(pages, back, error.message, kind="error", target=target)
+    return flash_redirect(pages, back, done, kind="success", target=target)
+
+
+def _demo(pages: Pages) -> dict[str, Any]:
+    if not pages.runtime.settings.seeds_demo_accounts:
+        return {}
+    return {"demo_accounts": DEMO_ACCOUNTS, "demo_password": pages.runtime.settings.demo_password}
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _safe_next(target: str) -> str:
+    """Only paths of this site; never another site's address."""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _order_form_context() -> dict[str, Any]:
+    return {
+        "address": "",
+        "date": (datetime.now().replace(second=0, microsecond=0) + timedelta(days=1)).strftime(
+            "%Y-%m-%dT%H:%M"
+        ),
+        "items": [{"name": "", "quantity": "1", "price": ""}],
+        "idempotency_key": str(uuid.uuid4()),
+        "timezone_offset": "0",
+    }
+
+
+def _order_form_values(form: CheckedForm) -> dict[str, Any]:
+    names, quantities, prices = form.list("item_name"), form.list("item_quantity"), form.list("item_price")
+    items = [
+        {"name": name, "quantity": quantity, "price": price}
+        for name, quantity, price in zip(names, quantities, prices, strict=False)
+        if name.strip() or price.strip()
+    ]
+    return {
+        "address": form.text("address"),
+        "date": form.text("date"),
+        "items": items or [{"name": "", "quantity": "1", "price": ""}],
+        "idempotency_key": form.text("idempotency_key") or str(uuid.uuid4()),
+        "timezone_offset": form.text("timezone_offset") or "0",
+    }
+
+
+def _order_body(values: dict[str, Any]) -> dict[str, Any]:
+    """The orders API's body from the form; the browser's time zone makes the date exact."""
+    try:
+        local = datetime.fromisoformat(values["date"])
+        offset = int(values["timezone_offset"])
+    except ValueError as error:
+        raise ValueError("choose a delivery date and time") from error
+    if not -14 * 60 <= offset <= 14 * 60:
+        raise ValueError("the time zone is not valid")
+    date = local.replace(tzinfo=timezone(-timedelta(minutes=offset)))
+    items = []
+    for item in values["items"]:
+        try:
+            quantity = int(item["quantity"])
+        except ValueError as error:
+            raise ValueError(f"the quantity of {item['name'] or 'an item'} must be a whole number") from error
+        items.append({"name": item["name"], "quantity": quantity, "price": item["price"].replace(",", ".")})
+    return {"address": values["address"], "date": date.isoformat(), "items": items}

@@ -1,0 +1,107 @@
+"""The orders and delivery APIs as the console calls them, with timeouts and plain-language errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from deliveryhub_kit.identity import Principal
+from deliveryhub_kit.tokens import TokenIssuer
+
+_PLAIN_STATUS = {
+    401: "Your session is no longer valid; please sign in again.",
+    403: "You are not allowed to do that.",
+    404: "That does not exist, or it is not yours to see.",
+    413: "That is too much at once.",
+    429: "Too many requests right now; wait a moment and try again.",
+}
+
+
+class ApiError(Exception):
+    """The API refused the call; `message` says why in plain words."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+    @property
+    def message(self) -> str:
+        if self.status == 409:
+            return f"Not possible now: {self.detail}."
+        if self.status == 422:
+            return f"Please check what you entered: {self.detail}."
+        return _PLAIN_STATUS.get(self.status, f"That did not work: {self.detail}.")
+
+
+class ServiceDown(Exception):
+    """The service did not answer in time, or answered that it cannot serve now."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"the {service} service is not answering")
+        self.service = service
+
+
+class Api:
+    """One backend service, called with a short-lived token for the signed-in user."""
+
+    def __init__(self, name: str, base_url: str, client: httpx.AsyncClient, issuer: TokenIssuer) -> None:
+        self.name = name
+        self._base_url = base_url.rstrip("/")
+        self._client = client
+        self._issuer = issuer
+
+    async def call(
+        self,
+        principal: Principal,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        token = self._issuer.issue(principal, lifetime=timedelta(minutes=5))
+        try:
+            response = await self._client.request(
+                method,
+                self._base_url + path,
+                json=json,
+                params={key: value for key, value in (params or {}).items() if value is not None},
+                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as error:
+            raise ServiceDown(self.name) from error
+        if response.status_code >= 500:
+            raise ServiceDown(self.name)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                code, detail = str(body["error"]), str(body["detail"])
+            except (ValueError, KeyError, TypeError):
+                code, detail = "error", response.reason_phrase
+            raise ApiError(response.status_code, code, detail)
+        try:
+            return response.json()
+        except ValueError as error:
+            raise ServiceDown(self.name) from error
+
+
+class Backends:
+    """The two APIs behind the console, on one connection pool with timeouts."""
+
+    def __init__(
+        self, *, orders_url: str, delivery_url: str, timeout_seconds: float, issuer: TokenIssuer
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds)),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        self.orders = Api("orders", orders_url, self._client, issuer)
+        self.delivery = Api("delivery", delivery_url, self._client, issuer)
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,334 @@
+"""What every page shares: templates, the signed-in user, CSRF-checked forms, flash messages, errors."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import exc as sa_exc
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from deliveryhub_kit.dependencies import SessionDep
+from deliveryhub_kit.errors import DomainError, PermissionDenied, is_database_unavailable
+from deliveryhub_kit.identity import Role
+from deliveryhub_web.clients import ApiError, Backends, ServiceDown
+from deliveryhub_web.runtime import WebRuntime
+from deliveryhub_web.security import Flash
+from deliveryhub_web.service import SignedInUser, account_service
+
+SESSION_COOKIE = "dh_session"
+VISITOR_COOKIE = "dh_visitor"
+FLASH_COOKIE = "dh_flash"
+CSRF_FIELD = "csrf_token"
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _format_date(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(value).strftime("%d %b %Y, %H:%M UTC")
+    except ValueError:
+        return value
+
+
+def _money(value: float | int | str | None) -> str:
+    return f"{float(value or 0):,.2f}".replace(",", " ")
+
+
+TEMPLATES.env.filters["date"] = _format_date
+TEMPLATES.env.filters["money"] = _money
+TEMPLATES.env.filters["short"] = lambda value: str(value)[:8]
+
+
+class SignInRequired(Exception):
+    """The page needs a signed-in user."""
+
+
+class CsrfRejected(Exception):
+    """A form came without this browser's token."""
+
+
+class Pages:
+    """Renders pages for one request, with the user, the CSRF token and a pending flash message."""
+
+    def __init__(self, request: Request, user: SignedInUser | None) -> None:
+        self.request = request
+        self.user = user
+        self.runtime: WebRuntime = request.app.state.runtime
+
+    @property
+    def backends(self) -> Backends:
+        return self.runtime.backends
+
+    @property
+    def csrf_token(self) -> str:
+        assert self.runtime.csrf is not None
+        return self.runtime.csrf.token_for(csrf_binding(self.request))
+
+    def render(
+        self,
+        template: str,
+        context: dict[str, Any],
+        *,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        assert self.runtime.flash is not None
+        flash = self.runtime.flash.decode(self.request.cookies.get(FLASH_COOKIE))
+        response = TEMPLATES.TemplateResponse(
+            self.request,
+            template,
+            {
+                "user": self.user,
+                "csrf_token": self.csrf_token,
+                "flash": flash,
+                "path": self.request.url.path,
+                "Role": Role,
+                **context,
+            },
+            status_code=status_code,
+            headers=headers,
+        )
+        if flash is not None and not template.startswith("_"):
+            response.delete_cookie(FLASH_COOKIE, path="/")
+        return response
+
+    def set_cookie(
+        self, response: Response, name: str, value: str, *, max_age: timedelta | None = None
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=int(max_age.total_seconds()) if max_age else None,
+            path="/",
+            secure=self.runtime.settings.cookie_secure,
+            httponly=True,
+            samesite="lax",
+        )
+
+
+def csrf_binding(request: Request) -> str:
+    """What a CSRF token is bound to: the session, or before sign-in the visitor cookie."""
+    return request.cookies.get(SESSION_COOKIE) or request.state.visitor
+
+
+async def _signed_in_user(request: Request, session: SessionDep) -> SignedInUser | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    runtime: WebRuntime = request.app.state.runtime
+    user = await account_service(session, session_lifetime=runtime.session_lifetime).signed_in_user(token)
+    request.state.user = user  # for error pages, rendered outside the route
+    return user
+
+
+UserDep = Annotated[SignedInUser | None, Depends(_signed_in_user)]
+
+
+def _current_user(user: UserDep) -> SignedInUser:
+    if user is None:
+        raise SignInRequired
+    return user
+
+
+CurrentUser = Annotated[SignedInUser, Depends(_current_user)]
+
+
+def _pages(request: Request, user: UserDep) -> Pages:
+    return Pages(request, user)
+
+
+PagesDep = Annotated[Pages, Depends(_pages)]
+
+
+def require_role(user: SignedInUser, *roles: Role) -> None:
+    if user.role not in roles:
+        raise PermissionDenied("this page is not for your role")
+
+
+class CheckedForm:
+    """A submitted form whose CSRF token has been checked."""
+
+    def __init__(self, data: FormData) -> None:
+        self._data = data
+
+    def text(self, name: str) -> str:
+        value = self._data.get(name)
+        return value if isinstance(value, str) else ""
+
+    def list(self, name: str) -> list[str]:
+        return [value for value in self._data.getlist(name) if isinstance(value, str)]
+
+
+async def _checked_form(request: Request) -> CheckedForm:
+    data = await request.form(max_files=0, max_fields=1000)
+    runtime: WebRuntime = request.app.state.runtime
+    assert runtime.csrf is not None
+    token = data.get(CSRF_FIELD)
+    if not runtime.csrf.is_valid(csrf_binding(request), token if isinstance(token, str) else None):
+        raise CsrfRejected
+    return CheckedForm(data)
+
+
+Form = Annotated[CheckedForm, Depends(_checked_form)]
+
+
+def flash_redirect(
+    pages: Pages, location: str, message: str, *, kind: str, target: str | None = None
+) -> Response:
+    """Go back to a page, which then shows `message` next to `target`."""
+    assert pages.runtime.flash is not None
+    response = RedirectResponse(location, status_code=303)
+    pages.set_cookie(response, FLASH_COOKIE, pages.runtime.flash.encode(Flash(message, kind, target)))
+    return response
+
+
+class VisitorCookie:
+    """Give each browser a random visitor id, so that forms before sign-in carry a CSRF token too."""
+
+    def __init__(self, app: ASGIApp, secure: bool) -> None:
+        self.app = app
+        self.secure = secure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        visitor = request.cookies.get(VISITOR_COOKIE)
+        fresh = visitor is None or len(visitor) > 100
+        if fresh:
+            visitor = secrets.token_urlsafe(24)
+        scope.setdefault("state", {})["visitor"] = visitor
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend(SECURITY_HEADERS)
+                if fresh:
+                    cookie = f"{VISITOR_COOKIE}={visitor}; Path=/; HttpOnly; SameSite=Lax"
+                    headers.append((b"set-cookie", (cookie + ("; Secure" if self.secure else "")).encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+def install_page_errors(app: FastAPI) -> None:
+    """Errors as pages: a sign-in prompt, a plain message, or a banner when a service is down."""
+
+    def page(request: Request, status: int, title: str, message: str, *, banner: bool = False) -> Response:
+        runtime: WebRuntime = request.app.state.runtime
+        user = getattr(request.state, "user", None)
+        if request.query_params.get("fragment"):
+            return HTMLResponse(f'<p class="notice notice-error">{message}</p>', status_code=status)
+        return TEMPLATES.TemplateResponse(
+            request,
+            "error.html",
+            {
+                "user": user,
+                "csrf_token": runtime.csrf.token_for(csrf_binding(request)) if runtime.csrf else "",
+                "flash": None,
+                "path": request.url.path,
+                "Role": Role,
+                "title": title,
+                "message": message,
+                "banner": banner,
+            },
+            status_code=status,
+        )
+
+    async def on_sign_in_required(request: Request, _: Exception) -> Response:
+        if request.query_params.get("fragment"):
+            return HTMLResponse("", status_code=401, headers={"X-Sign-In": "/login"})
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+    async def on_csrf(request: Request, _: Exception) -> Response:
+        return page(
+            request, 403, "Form expired", "The form was out of date. Go back, reload the page and try again."
+        )
+
+    async def on_domain_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, DomainError)
+        status = 403 if isinstance(error, PermissionDenied) else 400
+        return page(
+            request,
+            status,
+            "Not allowed" if status == 403 else "Not possible",
+            error.detail.capitalize() + ".",
+        )
+
+    async def on_api_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ApiError)
+        if error.status == 401:
+            return RedirectResponse("/login", status_code=303)
+        return page(
+            request, error.status, "Not found" if error.status == 404 else "Not possible", error.message
+        )
+
+    async def on_service_down(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ServiceDown)
+        return page(
+            request,
+            503,
+            "Temporarily unavailable",
+            f"The {error.service} service is not answering right now. Your data is safe; "
+            "try again in a moment.",
+            banner=True,
+        )
+
+    async def on_http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        title = "Not found" if error.status_code == 404 else "Not possible"
+        return page(
+            request,
+            error.status_code,
+            title,
+            "There is no such page." if error.status_code == 404 else str(error.detail),
+        )
+
+    async def on_invalid_request(request: Request, error: Exception) -> Response:
+        return page(request, 422, "Not understood", "The address or the form was not valid.")
+
+    async def on_unexpected(request: Request, error: Exception) -> Response:
+        if is_database_unavailable(error):
+            return page(
+                request,
+                503,
+                "Temporarily unavailable",
+                "The console cannot reach its database right now; try again in a moment.",
+                banner=True,
+            )
+        return page(request, 500, "Something went wrong", "An unexpected error occurred; it has been logged.")
+
+    app.add_exception_handler(SignInRequired, on_sign_in_required)
+    app.add_exception_handler(CsrfRejected, on_csrf)
+    app.add_exception_handler(DomainError, on_domain_error)
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(ServiceDown, on_service_down)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_invalid_request)
+    for expected in (sa_exc.SQLAlchemyError, OSError, TimeoutError):
+        app.add_exception_handler(expected, on_unexpected)
+    app.add_exception_handler(Exception, on_unexpected)

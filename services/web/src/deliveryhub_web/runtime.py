@@ -1,0 +1,78 @@
+"""The moving parts of the web console's process."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from deliveryhub_kit.broker import Broker
+from deliveryhub_kit.db import Database
+from deliveryhub_kit.tokens import TokenIssuer
+from deliveryhub_web.clients import Backends
+from deliveryhub_web.security import Csrf, FlashCodec, RateLimiter
+from deliveryhub_web.service import account_service
+from deliveryhub_web.settings import WebSettings
+
+logger = logging.getLogger(__name__)
+
+
+class WebRuntime:
+    """Database, API clients and the security helpers of one console process."""
+
+    def __init__(self, settings: WebSettings) -> None:
+        self.settings = settings
+        self.database = Database(
+            settings.async_database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            timeout_seconds=settings.database_timeout_seconds,
+        )
+        self.stopping = False
+        self.session_lifetime = timedelta(hours=settings.session_hours)
+        self._backends: Backends | None = None
+        self.csrf: Csrf | None = None
+        self.flash: FlashCodec | None = None
+        self.sign_in_limiter = RateLimiter(settings.sign_in_attempts, settings.sign_in_window_seconds)
+        # Per address, a burst of sign-ins across several e-mails is also cut off.
+        self.address_limiter = RateLimiter(settings.sign_in_attempts * 4, settings.sign_in_window_seconds)
+
+    @property
+    def broker(self) -> Broker | None:
+        return None
+
+    @property
+    def backends(self) -> Backends:
+        assert self._backends is not None, "the console has not started"
+        return self._backends
+
+    async def start(self) -> None:
+        secret = self.settings.session_secret_value()
+        self.csrf = Csrf(secret)
+        self.flash = FlashCodec(secret)
+        issuer = TokenIssuer(
+            self.settings.private_key_pem(),
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
+        )
+        self._backends = Backends(
+            orders_url=self.settings.orders_url,
+            delivery_url=self.settings.delivery_url,
+            timeout_seconds=self.settings.api_timeout_seconds,
+            issuer=issuer,
+        )
+        if self.settings.seeds_demo_accounts:
+            try:
+                async with self.database.transaction() as session:
+                    created = await account_service(
+                        session, session_lifetime=self.session_lifetime
+                    ).seed_demo_accounts(self.settings.demo_password)
+                if created:
+                    logger.info("created %d demo accounts", created)
+            except Exception as error:  # the console still serves; readiness reports the database
+                logger.warning("could not create the demo accounts now: %s", error)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self._backends is not None:
+            await self._backends.close()
+        await self.database.dispose()

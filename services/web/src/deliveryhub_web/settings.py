@@ -1,0 +1,83 @@
+"""Settings of the web console."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import AliasChoices, Field, model_validator
+
+from deliveryhub_kit.keys import ensure_development_keys
+from deliveryhub_kit.settings import DEFAULT_POSTGRES, ServiceSettings
+
+SESSION_SECRET_FILE = "session-secret"  # noqa: S105 (a file name)
+
+
+class WebSettings(ServiceSettings):
+    service_name: str = "web"
+    port: int = 8000
+    database_url: str = Field(
+        default=f"{DEFAULT_POSTGRES}/web",
+        validation_alias=AliasChoices("DATABASE_URL", "POSTGRES_URL"),
+    )
+    orders_url: str = "http://127.0.0.1:8001"
+    delivery_url: str = "http://127.0.0.1:8002"
+    api_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    jwt_private_key: str | None = None
+    jwt_private_key_file: Path | None = None
+    session_secret: str | None = None
+    session_hours: float = Field(default=12.0, gt=0)
+    # Browsers keep Secure cookies on http://localhost too; turn off only behind plain HTTP elsewhere.
+    cookie_secure: bool = True
+
+    sign_in_attempts: int = Field(default=5, ge=1)
+    sign_in_window_seconds: float = Field(default=60.0, gt=0)
+    demo_accounts: bool | None = None
+    # The demo accounts are for trying the console; their password is public on purpose.
+    demo_password: str = "delivery-hub-demo"  # noqa: S105
+
+    @model_validator(mode="after")
+    def _secrets_are_given_outside_development(self) -> WebSettings:
+        if self.environment == "production":
+            if not (self.jwt_private_key or self.jwt_private_key_file):
+                raise ValueError("JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE is required in production")
+            if not self.session_secret or len(self.session_secret) < 32:
+                raise ValueError("SESSION_SECRET of at least 32 characters is required in production")
+        return self
+
+    @property
+    def seeds_demo_accounts(self) -> bool:
+        return self.demo_accounts if self.demo_accounts is not None else self.environment != "production"
+
+    def private_key_pem(self) -> str:
+        """The key that signs the tokens the APIs accept (in development, the local key pair's)."""
+        if self.jwt_private_key:
+            return self.jwt_private_key
+        if self.jwt_private_key_file:
+            return self.jwt_private_key_file.read_text()
+        return ensure_development_keys(self.keys_dir).private_pem
+
+    def public_key_pem(self) -> str:
+        private_key = serialization.load_pem_private_key(self.private_key_pem().encode(), password=None)
+        assert isinstance(private_key, Ed25519PrivateKey), "the token key must be Ed25519"
+        return (
+            private_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+    def session_secret_value(self) -> str:
+        """The secret that signs CSRF tokens and flash messages (in development, made once)."""
+        if self.session_secret:
+            return self.session_secret
+        path = self.keys_dir / SESSION_SECRET_FILE
+        if not path.exists():
+            ensure_development_keys(self.keys_dir)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(secrets.token_urlsafe(48))
+            temporary.chmod(0o600)
+            temporary.replace(path)
+        return path.read_text().strip()
