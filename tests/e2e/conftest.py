@@ -17,12 +17,14 @@ from typing import TypeVar
 import aio_pika
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from deliveryhub_cli.tokens import make_token
 from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, ORDERS_DELIVERY_EVENTS, Names, legacy_queues
 from deliveryhub_kit.identity import Role
 from deliveryhub_kit.migrations import drop_database
 from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES
+from deliveryhub_web.settings import WebSettings
 
 T = TypeVar("T")
 
@@ -54,6 +56,7 @@ def eventually(probe: Callable[[], T | None], *, what: str, timeout: float = 20.
 class System:
     orders_url: str
     delivery_url: str
+    web_url: str
     data_dir: Path
     legacy_prefix: str
     broker_prefix: str
@@ -88,7 +91,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     broker_prefix = f"e2e-{run}."
     legacy_prefix = f"e2e_{run}_"
     data_dir = tmp_path_factory.mktemp("deliveryhub")
-    orders_port, delivery_port = free_port(), free_port()
+    orders_port, delivery_port, web_port = free_port(), free_port(), free_port()
     log = data_dir / "up.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -107,6 +110,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
                 str(orders_port),
                 "--delivery-port",
                 str(delivery_port),
+                "--web-port",
+                str(web_port),
             ],
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -114,6 +119,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     started = System(
         orders_url=f"http://127.0.0.1:{orders_port}",
         delivery_url=f"http://127.0.0.1:{delivery_port}",
+        web_url=f"http://127.0.0.1:{web_port}",
         data_dir=data_dir,
         legacy_prefix=legacy_prefix,
         broker_prefix=broker_prefix,
@@ -143,6 +149,66 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         asyncio.run(
             _delete_broker_names([*queues, *(names.dead_letter_queue(q) for q in queues)], names.exchange)
         )
-        for database in ("orders", "delivery"):
+        for database in ("orders", "delivery", "web"):
             asyncio.run(drop_database(f"{DEFAULT_POSTGRES}/{database_prefix}{database}"))
     assert code == 0, f"`deliveryhub up` did not stop cleanly on Ctrl-C ({code}):\n{log.read_text()}"
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
+DEMO_PASSWORD: str = WebSettings.model_fields["demo_password"].default
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Console:
+    """Browser windows on the console, one per person; the last page of each is saved at the end."""
+
+    system: System
+    browser: Browser
+    name: str
+    pages: list[Page] = field(default_factory=list)
+
+    def open(self, *, phone: bool = False) -> Page:
+        viewport = {"width": 390, "height": 844} if phone else {"width": 1280, "height": 860}
+        context = self.browser.new_context(base_url=self.system.web_url, viewport=viewport)  # type: ignore[arg-type]
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        self.pages.append(page)
+        return page
+
+    def sign_in(self, email: str, password: str = DEMO_PASSWORD, *, phone: bool = False) -> Page:
+        page = self.open(phone=phone)
+        page.goto("/login")
+        page.get_by_label("E-mail").fill(email)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/login" not in url)
+        return page
+
+    def save(self, page: Page, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def console(system: System, browser: Browser, request: pytest.FixtureRequest) -> Iterator[Console]:
+    opened = Console(system=system, browser=browser, name=request.node.name)
+    yield opened
+    for number, page in enumerate(opened.pages):
+        if not page.is_closed():
+            opened.save(page, f"{opened.name}-{number}")
+            page.context.close()

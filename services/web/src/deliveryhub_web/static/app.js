@@ -12,22 +12,23 @@ function showLocalTimes(root) {
   }
 }
 
-// A message shown next to an item stays there when the list around it is refreshed.
+// An error shown next to an item (or above the list) stays when the list around it is refreshed.
 function keptNotices(container) {
   const kept = [];
-  for (const notice of container.querySelectorAll(".notice-inline")) {
+  for (const notice of container.querySelectorAll(".notice-kept.notice-error")) {
     const card = notice.closest("[id]");
-    if (card) kept.push([card.id, notice]);
+    kept.push([card && container.contains(card) ? card.id : null, notice]);
   }
   return kept;
 }
 
 function restoreNotices(container, kept) {
-  for (const [id, notice] of kept) {
-    const card = document.getElementById(id);
-    if (card && container.contains(card) && !card.querySelector(".notice-inline")) {
-      const actions = card.querySelector(".actions");
-      card.insertBefore(notice, actions);
+  for (const [id, notice] of kept.reverse()) {
+    const card = id ? document.getElementById(id) : null;
+    if (card && container.contains(card)) {
+      if (!card.querySelector(".notice-kept")) card.insertBefore(notice, card.querySelector(".actions"));
+    } else if (!id) {
+      container.prepend(notice);
     }
   }
 }
