@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aio_pika
 import httpx
@@ -38,6 +39,12 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end on a thread of its own (the browser holds this thread's loop)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def eventually(probe: Callable[[], T | None], *, what: str, timeout: float = 20.0) -> T:
@@ -146,11 +153,11 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             names.queue(ORDERS_DELIVERY_EVENTS),
             *legacy_queues(legacy_prefix),
         ]
-        asyncio.run(
+        run_async(
             _delete_broker_names([*queues, *(names.dead_letter_queue(q) for q in queues)], names.exchange)
         )
         for database in ("orders", "delivery", "web"):
-            asyncio.run(drop_database(f"{DEFAULT_POSTGRES}/{database_prefix}{database}"))
+            run_async(drop_database(f"{DEFAULT_POSTGRES}/{database_prefix}{database}"))
     assert code == 0, f"`deliveryhub up` did not stop cleanly on Ctrl-C ({code}):\n{log.read_text()}"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,7 @@ import pytest
 from deliveryhub_kit.identity import Role
 from deliveryhub_kit.settings import DEFAULT_AMQP_URL
 
-from .conftest import LAPTEV, ZUEV, System, eventually
+from .conftest import LAPTEV, ZUEV, System, eventually, run_async
 
 pytestmark = pytest.mark.e2e
 
@@ -250,7 +249,7 @@ def test_a_teaching_design_producer_drives_the_delivery_service(system: System) 
             )
 
     date = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
-    asyncio.run(
+    run_async(
         publish(
             f"{system.legacy_prefix}order_created_queue",
             {"order_id": order_id, "date": date.isoformat(), "address": "Тверская, 7"},
@@ -259,5 +258,35 @@ def test_a_teaching_design_producer_drives_the_delivery_service(system: System) 
     created = delivery_status(system, order_id, "created")
     assert created["address"] == "Тверская, 7"
     assert datetime.fromisoformat(created["date"]) == date
-    asyncio.run(publish(f"{system.legacy_prefix}order_paid_queue", {"id": order_id}))
+    run_async(publish(f"{system.legacy_prefix}order_paid_queue", {"id": order_id}))
     delivery_status(system, order_id, "activated")
+
+
+def test_log_lines_are_json_and_carry_the_correlation_id_across_services(system: System) -> None:
+    correlation_id = f"e2e-{uuid.uuid4().hex[:12]}"
+    customer = system.auth(Role.CUSTOMER)
+    placed = system.orders.post(
+        "/api/orders", json=order_body(), headers={**customer, "X-Request-ID": correlation_id}
+    )
+    assert placed.status_code == 201
+    assert placed.headers["X-Request-ID"] == correlation_id
+    delivery_status(system, placed.json()["id"], "created")
+
+    def service_lines() -> list[Json]:
+        text = system.log.read_text()
+        after_start = text.split("Press Ctrl-C to stop.\n", 1)[1]
+        return [json.loads(line) for line in after_start.splitlines() if line.strip()]
+
+    def correlated() -> list[Json] | None:
+        found = [line for line in service_lines() if line.get("request_id") == correlation_id]
+        services = {line["service"] for line in found}
+        return found if {"orders", "delivery"} <= services else None
+
+    found = eventually(correlated, what="log lines of both services with the request's id")
+    request_line = next(line for line in found if line["service"] == "orders" and line["event"] == "request")
+    assert request_line["route"] == "/api/orders"
+    assert request_line["status"] == 201
+    consumed = next(line for line in found if line["service"] == "delivery")
+    assert consumed["event_type"] == "order.created"
+    for line in service_lines():
+        assert {"time", "level", "service", "event"} <= set(line), line

@@ -125,7 +125,9 @@ class Envelope(BaseModel):
     subject: str | None = None
     datacontenttype: Literal["application/json"] = CONTENT_TYPE
     data: dict[str, JsonValue]
+    # Extensions: the W3C trace context and the correlation id of the request that caused it.
     traceparent: str | None = None
+    correlationid: str | None = None
 
     @property
     def routing_key(self) -> str:
@@ -147,6 +149,7 @@ def make_envelope(
     time: datetime,
     event_id: uuid.UUID | None = None,
     traceparent: str | None = None,
+    correlation_id: str | None = None,
 ) -> Envelope:
     """Wrap a payload in a new envelope with a fresh id."""
     data: dict[str, JsonValue] = payload.model_dump(mode="json")
@@ -159,6 +162,7 @@ def make_envelope(
         subject=subject,
         data=data,
         traceparent=traceparent,
+        correlationid=correlation_id,
     )
 
 

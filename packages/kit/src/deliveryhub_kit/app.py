@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deliveryhub_kit.health import router as health_router
 from deliveryhub_kit.http_errors import error_response, install_error_handlers
-from deliveryhub_kit.metrics import install_metrics
+from deliveryhub_kit.logs import RequestLog, configure_logging
+from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.runtime import Runtime
 from deliveryhub_kit.tokens import TokenVerifier
+from deliveryhub_kit.tracing import configure_tracing
 
 
 class BodyLimit:
@@ -89,13 +95,38 @@ def build_app(
         finally:
             await runtime.stop()
 
+    configure = settings.configure_logging
+    if configure or (configure is None and not logging.getLogger().handlers):
+        configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
+    configure_tracing(settings.service_name)
+
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
     app.state.database = runtime.database
     install_error_handlers(app)
-    install_metrics(app, service=settings.service_name)
+    install_metrics(app, runtime.metrics)
     app.include_router(health_router)
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: every request gets its server span and its correlation id before anything else.
+    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
+    app.add_middleware(RequestLog)
     return app
+
+
+def install_metrics(app: FastAPI, metrics: Metrics) -> None:
+    """Count and time every request by route template; serve `/metrics`."""
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.http_duration.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def exposition() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,9 +23,12 @@ from deliveryhub_kit.broker import (
     OutgoingMessage,
     Subscription,
 )
+from deliveryhub_kit.context import correlated, trace_context
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.errors import DomainError, is_database_unavailable
 from deliveryhub_kit.inbox import InboxMessageMixin, record_in_inbox
+from deliveryhub_kit.metrics import Metrics
+from deliveryhub_kit.tracing import tracer
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,8 @@ class DecodedMessage:
     event_id: uuid.UUID
     key: str
     payload: BaseModel
+    traceparent: str | None = None
+    correlation_id: str | None = None
 
 
 Decoder = Callable[[IncomingMessage], DecodedMessage]
@@ -81,7 +88,13 @@ def cloud_event_decoder(routes: Mapping[str, EventRoute]) -> Decoder:
         payload_type = route.payload_type
         if not issubclass(payload_type, Payload):
             raise MalformedEvent(f"route {envelope.routing_key} has no event payload type")
-        return DecodedMessage(envelope.id, envelope.routing_key, parse_payload(envelope, payload_type))
+        return DecodedMessage(
+            envelope.id,
+            envelope.routing_key,
+            parse_payload(envelope, payload_type),
+            traceparent=envelope.traceparent,
+            correlation_id=envelope.correlationid,
+        )
 
     return decode
 
@@ -95,9 +108,20 @@ def plain_json_decoder(key: str, payload_type: type[BaseModel], namespace: uuid.
         except ValidationError as error:
             raise MalformedEvent(f"invalid {key} message: {error.errors(include_url=False)}") from error
         event_id = _message_uuid(message.message_id) or uuid.uuid5(namespace, message.body.hex())
-        return DecodedMessage(event_id, key, payload)
+        return DecodedMessage(
+            event_id,
+            key,
+            payload,
+            traceparent=_header(message, "traceparent"),
+            correlation_id=_header(message, "x-request-id"),
+        )
 
     return decode
+
+
+def _header(message: IncomingMessage, name: str) -> str | None:
+    value = message.headers.get(name)
+    return value if isinstance(value, str) else None
 
 
 def _message_uuid(message_id: str | None) -> uuid.UUID | None:
@@ -136,6 +160,7 @@ class InboxConsumer:
         decoder: Decoder | None = None,
         prefetch: int = 32,
         max_backoff_seconds: float = 15.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.name = name
         self.queue = queue
@@ -153,6 +178,7 @@ class InboxConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        self._metrics = metrics or Metrics()
 
     async def start(self) -> None:
         self._subscription = await self._broker.consume(self.queue, self.handle, prefetch=self._prefetch)
@@ -184,6 +210,7 @@ class InboxConsumer:
                 self._idle.set()
 
     async def _handle(self, message: IncomingMessage) -> None:
+        started = time.perf_counter()
         try:
             decoded = self._decode(message)
             route = self._routes.get(decoded.key)
@@ -192,23 +219,40 @@ class InboxConsumer:
         except MalformedEvent as error:
             await self.dead_letter(message, error)
             return
+        # The handling continues the trace and the correlation id of the request that caused it.
+        correlation_id = decoded.correlation_id or str(decoded.event_id)
+        with (
+            correlated(correlation_id, event_id=str(decoded.event_id), event_type=decoded.key),
+            tracer().start_as_current_span(
+                f"{self.queue} process",
+                context=trace_context(decoded.traceparent),
+                kind=SpanKind.CONSUMER,
+                attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(decoded.event_id)},
+            ),
+        ):
+            await self._apply(message, decoded, route)
+        self._metrics.event_handling.labels(decoded.key).observe(time.perf_counter() - started)
+
+    async def _apply(self, message: IncomingMessage, decoded: DecodedMessage, route: EventRoute) -> None:
         try:
             async with self._database.transaction() as session:
-                if await record_in_inbox(session, self._inbox_model, decoded.event_id, decoded.key):
+                applied = await record_in_inbox(session, self._inbox_model, decoded.event_id, decoded.key)
+                if applied:
                     await route(session, decoded.payload)
-                else:
-                    logger.info("%s: event %s applied before; acking the copy", self.name, decoded.event_id)
         except Exception as error:
             if _is_transient(error):
+                self._metrics.events_retried.labels(decoded.key).inc()
                 await self._retry(message, error)
-            elif isinstance(error, DomainError | ValueError | sa_exc.SQLAlchemyError):
-                await self.dead_letter(message, error)
             else:
-                logger.exception("%s: unexpected failure applying %s", self.name, decoded.event_id)
-                await self.dead_letter(message, error)
+                if not isinstance(error, DomainError | ValueError | sa_exc.SQLAlchemyError):
+                    logger.exception("%s: unexpected failure applying %s", self.name, decoded.event_id)
+                await self.dead_letter(message, error, key=decoded.key)
             return
         self._consecutive_transient = 0
         await message.ack()
+        outcome = "applied" if applied else "duplicate"
+        self._metrics.events_consumed.labels(decoded.key, outcome).inc()
+        logger.info("%s: event %s %s", self.name, decoded.key, outcome)
 
     async def _retry(self, message: IncomingMessage, error: BaseException) -> None:
         """Return the message to the queue after a pause that grows while the cause persists."""
@@ -218,8 +262,13 @@ class InboxConsumer:
         await asyncio.sleep(delay)
         await message.reject(requeue=True)
 
-    async def dead_letter(self, message: IncomingMessage, error: BaseException) -> None:
+    async def dead_letter(
+        self, message: IncomingMessage, error: BaseException, *, key: str | None = None
+    ) -> None:
         """Park the message in the dead-letter queue with why, then ack the original."""
+        self._metrics.events_dead_lettered.labels(
+            key or message.routing_key or "unknown", type(error).__name__
+        ).inc()
         headers = {
             key: value
             for key, value in message.headers.items()

@@ -1,47 +1,113 @@
-"""Prometheus metrics of one service, on a registry of its own."""
+"""Prometheus metrics of one service process, on a registry of its own."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterator
 
-from fastapi import FastAPI, Request, Response
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def install_metrics(app: FastAPI, *, service: str) -> None:
-    """Count and time every request by route template; serve `/metrics`."""
-    registry = CollectorRegistry()
-    requests = Counter(
-        "http_requests_total",
-        "HTTP requests answered",
-        ["service", "method", "route", "status"],
-        registry=registry,
-    )
-    latency = Histogram(
-        "http_request_duration_seconds",
-        "Time to answer an HTTP request",
-        ["service", "method", "route"],
-        registry=registry,
-    )
-    app.state.metrics_registry = registry
+class Metrics:
+    """The figures an operator watches; the relay, the consumers and the HTTP layer update them."""
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        requests.labels(service, request.method, template, str(response.status_code)).inc()
-        latency.labels(service, request.method, template).observe(time.perf_counter() - started)
-        return response
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.http_requests = Counter(
+            "deliveryhub_http_requests_total",
+            "HTTP requests answered, by route template, method and status",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.http_duration = Histogram(
+            "deliveryhub_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.events_published = Counter(
+            "deliveryhub_events_published_total",
+            "Events the outbox relay published and the broker confirmed, by type",
+            ["type"],
+            registry=registry,
+        )
+        self.publish_failures = Counter(
+            "deliveryhub_outbox_publish_failures_total",
+            "Outbox publishes that the broker did not confirm, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.outbox_waiting = Gauge(
+            "deliveryhub_outbox_waiting_events",
+            "Outbox rows not yet published",
+            registry=registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "deliveryhub_outbox_oldest_waiting_age_seconds",
+            "Age of the oldest outbox row not yet published (0 when none waits)",
+            registry=registry,
+        )
+        self.events_consumed = Counter(
+            "deliveryhub_events_consumed_total",
+            "Events a consumer settled, by type and outcome (applied, duplicate)",
+            ["type", "outcome"],
+            registry=registry,
+        )
+        self.events_retried = Counter(
+            "deliveryhub_events_retried_total",
+            "Events returned for another try after a passing failure, by type",
+            ["type"],
+            registry=registry,
+        )
+        self.events_dead_lettered = Counter(
+            "deliveryhub_events_dead_lettered_total",
+            "Messages parked in a dead-letter queue, by type and error class",
+            ["type", "reason"],
+            registry=registry,
+        )
+        self.event_handling = Histogram(
+            "deliveryhub_event_handling_seconds",
+            "Time from taking a message to settling it, by type",
+            ["type"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    def watch_pool(self, engine: AsyncEngine) -> None:
+        """Report the database pool's connections at each scrape."""
+        self.registry.register(_PoolCollector(engine))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _PoolCollector(Collector):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pool = self._engine.sync_engine.pool
+        checked_out = getattr(pool, "checkedout", None)
+        size = getattr(pool, "size", None)
+        if callable(checked_out):
+            yield GaugeMetricFamily(
+                "deliveryhub_db_pool_connections_in_use",
+                "Database connections checked out of the pool",
+                value=checked_out(),
+            )
+        if callable(size):
+            yield GaugeMetricFamily(
+                "deliveryhub_db_pool_size", "Connections the pool keeps open", value=size()
+            )

@@ -10,9 +10,11 @@ from pathlib import Path
 import asyncpg
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, pool, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from deliveryhub_kit.settings import async_database_url
 
@@ -31,6 +33,24 @@ def upgrade(script_location: Path, database_url: str, revision: str = "head") ->
 
 def downgrade(script_location: Path, database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(script_location, database_url), revision)
+
+
+def head_revision(script_location: Path) -> str:
+    """The newest revision of a service's migrations."""
+    head = ScriptDirectory.from_config(
+        alembic_config(script_location, "postgresql://unused")
+    ).get_current_head()
+    assert head is not None, f"no migrations in {script_location}"
+    return head
+
+
+async def current_revision(connection: AsyncConnection) -> str | None:
+    """The revision the database is at, or None if it was never migrated."""
+    try:
+        result = await connection.execute(text("SELECT version_num FROM alembic_version"))
+    except sa_exc.ProgrammingError:
+        return None
+    return result.scalar_one_or_none()
 
 
 def run_env(target_metadata: MetaData) -> None:

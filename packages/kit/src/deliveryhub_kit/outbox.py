@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, delete, select
+from opentelemetry.trace import SpanKind
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
@@ -21,7 +23,10 @@ from deliveryhub_kit.broker import (
     BrokerUnavailable,
     OutgoingMessage,
 )
+from deliveryhub_kit.context import current_correlation_id, current_traceparent, trace_context
 from deliveryhub_kit.db import Database, utcnow
+from deliveryhub_kit.metrics import Metrics
+from deliveryhub_kit.tracing import tracer
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,8 @@ class OutboxMessageMixin:
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    traceparent: Mapped[str | None] = mapped_column(String(64))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
 
     @declared_attr.directive
     @classmethod
@@ -74,11 +81,21 @@ class Outbox:
         self._source = source
 
     def emit(self, payload: Payload, *, subject: str) -> None:
-        envelope = make_envelope(payload, source=self._source, subject=subject, time=utcnow())
+        traceparent, correlation_id = current_traceparent(), current_correlation_id()
+        envelope = make_envelope(
+            payload,
+            source=self._source,
+            subject=subject,
+            time=utcnow(),
+            traceparent=traceparent,
+            correlation_id=correlation_id,
+        )
         row = self._model()
         row.event_id = envelope.id
         row.routing_key = envelope.routing_key
         row.body = envelope.to_json().decode()
+        row.traceparent = traceparent
+        row.correlation_id = correlation_id
         self._session.add(row)
         self._session.info[PENDING_KEY] = True
 
@@ -97,6 +114,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         retention_seconds: float = 7 * 24 * 3600,
         prune_every_seconds: float = 600.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._database = database
         self._broker = broker
@@ -110,6 +128,8 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_pruned_at: datetime | None = None
+        self._last_measured_at = 0.0
+        self._metrics = metrics or Metrics()
         database.on_commit(self._after_commit)
 
     def _after_commit(self, session: AsyncSession) -> None:
@@ -139,6 +159,7 @@ class OutboxRelay:
                 try:
                     published = await self.relay_batch()
                     await self._prune_if_due()
+                    await self._measure_if_due()
                     failures = 0
                 except Exception as error:  # keep relaying whatever one round met
                     failures += 1
@@ -178,20 +199,19 @@ class OutboxRelay:
         if not self._broker.connected:
             raise BrokerUnavailable("the broker is not connected; the outbox keeps the events")
         # Sent in order on one channel; the confirms are awaited together.
-        outcomes = await asyncio.gather(
-            *(self._broker.publish(self._exchange, row.routing_key, _message(row)) for row in rows),
-            return_exceptions=True,
-        )
+        outcomes = await asyncio.gather(*(self._publish_one(row) for row in rows), return_exceptions=True)
         now = utcnow()
         confirmed = 0
         for row, outcome in zip(rows, outcomes, strict=True):
             if outcome is None:
                 row.published_at = now
                 confirmed += 1
+                self._metrics.events_published.labels(row.routing_key).inc()
             elif isinstance(outcome, BrokerUnavailable):
                 # Not the row's fault: it stays as it is and goes out first after the reconnect.
                 logger.info("outbox event %s waits for the broker: %s", row.event_id, outcome)
             elif isinstance(outcome, BrokerError):
+                self._metrics.publish_failures.labels(type(outcome).__name__).inc()
                 row.attempts += 1
                 row.last_error = f"{type(outcome).__name__}: {outcome}"
                 row.next_attempt_at = now + timedelta(seconds=min(2**row.attempts, 300))
@@ -199,6 +219,31 @@ class OutboxRelay:
             else:
                 raise outcome
         return confirmed
+
+    async def _publish_one(self, row: OutboxMessageMixin) -> None:
+        # A producer span continues the trace of the request that wrote the row.
+        with tracer().start_as_current_span(
+            f"{row.routing_key} publish",
+            context=trace_context(row.traceparent),
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(row.event_id)},
+        ):
+            await self._broker.publish(self._exchange, row.routing_key, _message(row))
+
+    async def _measure_if_due(self) -> None:
+        """Refresh the outbox gauges, at most once a second."""
+        if time.monotonic() - self._last_measured_at < 1.0:
+            return
+        self._last_measured_at = time.monotonic()
+        model = self._model
+        async with self._database.transaction() as session:
+            waiting, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(model.created_at)).where(model.published_at.is_(None))
+                )
+            ).one()
+        self._metrics.outbox_waiting.set(waiting)
+        self._metrics.outbox_oldest_age.set((utcnow() - oldest).total_seconds() if oldest else 0.0)
 
     async def _prune_if_due(self) -> None:
         now = utcnow()
@@ -218,8 +263,12 @@ class OutboxRelay:
 
 
 def _message(row: OutboxMessageMixin) -> OutgoingMessage:
+    headers = {"traceparent": row.traceparent} if row.traceparent else {}
+    if row.correlation_id:
+        headers["x-request-id"] = row.correlation_id
     return OutgoingMessage(
         body=row.body.encode(),
         message_id=str(row.event_id),
         type=row.routing_key,
+        headers=headers,
     )

@@ -7,11 +7,14 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from deliveryhub_kit.broker import Broker, BrokerUnavailable, Topology
 from deliveryhub_kit.consumer import InboxConsumer
 from deliveryhub_kit.db import Database
+from deliveryhub_kit.metrics import Metrics
+from deliveryhub_kit.migrations import head_revision
 from deliveryhub_kit.outbox import OutboxMessageMixin, OutboxRelay
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.settings import ServiceSettings
@@ -23,11 +26,12 @@ ConsumerFactory = Callable[["ServiceRuntime"], Sequence[InboxConsumer]]
 
 @dataclass(frozen=True)
 class Wiring:
-    """What differs between services: their tables, their topology and their consumers."""
+    """What differs between services: their tables, their topology, consumers and migrations."""
 
     outbox_model: type[OutboxMessageMixin]
     topologies: Sequence[Topology]
     consumers: ConsumerFactory
+    migrations: Path | None = None
 
 
 class Runtime(Protocol):
@@ -44,6 +48,13 @@ class Runtime(Protocol):
 
     @property
     def broker(self) -> Broker | None: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def expected_revision(self) -> str | None:
+        """The migration the database must be at to serve; None to not check."""
 
     async def start(self) -> None: ...
 
@@ -74,6 +85,9 @@ class ServiceRuntime:
             publish_timeout_seconds=settings.publish_timeout_seconds,
             name=settings.service_name,
         )
+        self.metrics = Metrics()
+        self.metrics.watch_pool(self.database.engine)
+        self.expected_revision = head_revision(wiring.migrations) if wiring.migrations else None
         self.relay = OutboxRelay(
             self.database,
             self._broker,
@@ -82,6 +96,7 @@ class ServiceRuntime:
             batch_size=settings.outbox_batch_size,
             poll_seconds=settings.outbox_poll_seconds,
             retention_seconds=settings.outbox_retention_seconds,
+            metrics=self.metrics,
         )
         self.consumers: Sequence[InboxConsumer] = ()
         self.stopping = False

@@ -63,6 +63,12 @@ class ServiceSettings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    log_level: str = "INFO"
+    # JSON lines unless the output is a terminal; set to force either.
+    log_json: bool | None = None
+    # Unset: configure logging unless the process already did (a test runner, an embedding app).
+    configure_logging: bool | None = None
+
     @model_validator(mode="after")
     def _secrets_are_given_outside_development(self) -> ServiceSettings:
         if self.environment == "production" and not (self.jwt_public_key or self.jwt_public_key_file):

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, Names, legacy_queues
 from deliveryhub_delivery import api
+from deliveryhub_delivery.__main__ import MIGRATIONS
 from deliveryhub_delivery.consumers import build_consumers
 from deliveryhub_delivery.models import OutboxMessage
 from deliveryhub_delivery.settings import DeliverySettings
@@ -26,7 +27,12 @@ def topologies(settings: DeliverySettings) -> list[Topology]:
 def create_app(settings: DeliverySettings | None = None, *, broker: Broker | None = None) -> FastAPI:
     """Build the delivery service; nothing connects until the app starts."""
     settings = settings or DeliverySettings()
-    wiring = Wiring(outbox_model=OutboxMessage, topologies=topologies(settings), consumers=build_consumers)
+    wiring = Wiring(
+        outbox_model=OutboxMessage,
+        topologies=topologies(settings),
+        consumers=build_consumers,
+        migrations=MIGRATIONS,
+    )
     return build_app(
         title="Delivery Hub: delivery",
         description="Deliveries and couriers: appoint a courier, mark an order delivered.",

@@ -66,6 +66,7 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             routes=routes,
             decoder=decoder,
             prefetch=settings.consumer_prefetch,
+            metrics=runtime.metrics,
         )
 
     consumers = [consumer("order-events", names.queue(DELIVERY_ORDER_EVENTS), ORDER_EVENT_ROUTES)]

@@ -10,6 +10,7 @@ from deliveryhub_kit.broker import Broker
 from deliveryhub_kit.runtime import ServiceRuntime, Wiring
 from deliveryhub_kit.topology import service_topology
 from deliveryhub_orders import api
+from deliveryhub_orders.__main__ import MIGRATIONS
 from deliveryhub_orders.consumers import build_consumers
 from deliveryhub_orders.models import OutboxMessage
 from deliveryhub_orders.settings import OrdersSettings
@@ -19,7 +20,9 @@ def create_app(settings: OrdersSettings | None = None, *, broker: Broker | None 
     """Build the orders service; nothing connects until the app starts."""
     settings = settings or OrdersSettings()
     topology = service_topology(Names(settings.broker_prefix), consumes=ORDERS_DELIVERY_EVENTS)
-    wiring = Wiring(outbox_model=OutboxMessage, topologies=[topology], consumers=build_consumers)
+    wiring = Wiring(
+        outbox_model=OutboxMessage, topologies=[topology], consumers=build_consumers, migrations=MIGRATIONS
+    )
     return build_app(
         title="Delivery Hub: orders",
         description="Customers place, pay and cancel orders and follow their delivery.",

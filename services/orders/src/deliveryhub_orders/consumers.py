@@ -46,5 +46,6 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             inbox_model=InboxMessage,
             routes=DELIVERY_EVENT_ROUTES,
             prefetch=runtime.settings.consumer_prefetch,
+            metrics=runtime.metrics,
         )
     ]

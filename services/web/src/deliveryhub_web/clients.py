@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from deliveryhub_kit.context import CORRELATION_HEADER, current_correlation_id, current_traceparent
 from deliveryhub_kit.identity import Principal
 from deliveryhub_kit.tokens import TokenIssuer
 
@@ -71,7 +72,7 @@ class Api:
                 self._base_url + path,
                 json=json,
                 params={key: value for key, value in (params or {}).items() if value is not None},
-                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                headers={**(headers or {}), **_context_headers(), "Authorization": f"Bearer {token}"},
             )
         except httpx.HTTPError as error:
             raise ServiceDown(self.name) from error
@@ -88,6 +89,16 @@ class Api:
             return response.json()
         except ValueError as error:
             raise ServiceDown(self.name) from error
+
+
+def _context_headers() -> dict[str, str]:
+    """The page's correlation id and trace travel on to the APIs."""
+    headers: dict[str, str] = {}
+    if correlation_id := current_correlation_id():
+        headers[CORRELATION_HEADER] = correlation_id
+    if traceparent := current_traceparent():
+        headers["traceparent"] = traceparent
+    return headers
 
 
 class Backends:

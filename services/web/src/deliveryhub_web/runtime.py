@@ -7,7 +7,10 @@ from datetime import timedelta
 
 from deliveryhub_kit.broker import Broker
 from deliveryhub_kit.db import Database
+from deliveryhub_kit.metrics import Metrics
+from deliveryhub_kit.migrations import head_revision
 from deliveryhub_kit.tokens import TokenIssuer
+from deliveryhub_web.__main__ import MIGRATIONS
 from deliveryhub_web.clients import Backends
 from deliveryhub_web.security import Csrf, FlashCodec, RateLimiter
 from deliveryhub_web.service import account_service
@@ -28,6 +31,9 @@ class WebRuntime:
             timeout_seconds=settings.database_timeout_seconds,
         )
         self.stopping = False
+        self.metrics = Metrics()
+        self.metrics.watch_pool(self.database.engine)
+        self.expected_revision: str | None = head_revision(MIGRATIONS)
         self.session_lifetime = timedelta(hours=settings.session_hours)
         self._backends: Backends | None = None
         self.csrf: Csrf | None = None
