@@ -56,7 +56,7 @@ async def login_form(pages: PagesDep, user: UserDep, next: str = "/") -> Respons
 @router.post("/login")
 async def login(pages: PagesDep, session: SessionDep, form: Form) -> Response:
     email = form.text("email").strip().lower()
-    client = pages.request.client.host if pages.request.client else "unknown"
+    client = _client_address(pages)
     wait = pages.runtime.sign_in_limiter.attempt(f"email:{email}") or pages.runtime.address_limiter.attempt(
         f"address:{client}"
     )
@@ -90,6 +90,14 @@ async def register_form(pages: PagesDep) -> Response:
 @router.post("/register")
 async def register(pages: PagesDep, session: SessionDep, form: Form) -> Response:
     values = {"email": form.text("email"), "name": form.text("name")}
+    # Each registration costs a password hash: a burst from one address is cut off like sign-ins.
+    if (wait := pages.runtime.address_limiter.attempt(f"register:{_client_address(pages)}")) is not None:
+        return pages.render(
+            "register.html",
+            {**values, "error": f"Too many attempts. Try again in {int(wait) + 1} seconds."},
+            status_code=429,
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
     if form.text("password") != form.text("password_again"):
         return pages.render(
             "register.html", {**values, "error": "The two passwords differ."}, status_code=422
@@ -287,6 +295,10 @@ async def _act(pages: Pages, form: CheckedForm, back: str, target: str, done: st
     except ApiError as error:
         return flash_redirect(pages, back, error.message, kind="error", target=target)
     return flash_redirect(pages, back, done, kind="success", target=target)
+
+
+def _client_address(pages: Pages) -> str:
+    return pages.request.client.host if pages.request.client else "unknown"
 
 
 def _demo(pages: Pages) -> dict[str, Any]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from html import escape
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -242,7 +244,7 @@ def install_page_errors(app: FastAPI) -> None:
         runtime: WebRuntime = request.app.state.runtime
         user = getattr(request.state, "user", None)
         if request.query_params.get("fragment"):
-            return HTMLResponse(f'<p class="notice notice-error">{message}</p>', status_code=status)
+            return HTMLResponse(f'<p class="notice notice-error">{escape(message)}</p>', status_code=status)
         return TEMPLATES.TemplateResponse(
             request,
             "error.html",
@@ -262,7 +264,10 @@ def install_page_errors(app: FastAPI) -> None:
     async def on_sign_in_required(request: Request, _: Exception) -> Response:
         if request.query_params.get("fragment"):
             return HTMLResponse("", status_code=401, headers={"X-Sign-In": "/login"})
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        if request.method != "GET":  # a form's address is no page to come back to after signing in
+            return RedirectResponse("/login", status_code=303)
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(back, safe='/')}", status_code=303)
 
     async def on_csrf(request: Request, _: Exception) -> Response:
         return page(
@@ -282,7 +287,10 @@ def install_page_errors(app: FastAPI) -> None:
     async def on_api_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ApiError)
         if error.status == 401:
-            return RedirectResponse("/login", status_code=303)
+            response = RedirectResponse("/login", status_code=303)
+            # Else /login sends the still signed-in browser straight back here, in an endless loop.
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
         return page(
             request, error.status, "Not found" if error.status == 404 else "Not possible", error.message
         )

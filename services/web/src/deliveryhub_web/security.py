@@ -27,7 +27,8 @@ class Signer:
 
     def unsign(self, signed: str) -> str | None:
         value, _, digest = signed.rpartition(".")
-        if value and hmac.compare_digest(digest, self.digest(value)):
+        # Bytes: compare_digest raises on a str with non-ASCII characters, which a forger may send.
+        if value and hmac.compare_digest(digest.encode(), self.digest(value).encode()):
             return value
         return None
 
@@ -44,7 +45,7 @@ class Csrf:
     def is_valid(self, binding: str | None, token: str | None) -> bool:
         if not binding or not token:
             return False
-        return hmac.compare_digest(token, self.token_for(binding))
+        return hmac.compare_digest(token.encode(), self.token_for(binding).encode())
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,9 @@ class AccountService:
     async def register_customer(self, *, email: str, name: str, password: str) -> User:
         email = normalize_email(email)
         name = name.strip()
+        # PostgreSQL stores no NUL character, so it is refused here like any other mistake.
+        if "\x00" in email or "\x00" in name:
+            raise InvalidRegistration("remove the NUL character from the e-mail address and the name")
         if "@" not in email or len(email) > 254 or email.startswith("@") or email.endswith("@"):
             raise InvalidRegistration("enter an e-mail address such as name@example.com")
         if not name or len(name) > 200:
@@ -127,7 +130,8 @@ class AccountService:
 
     async def sign_in(self, *, email: str, password: str) -> tuple[User, str]:
         """Check the password; the user and a new session token for the cookie."""
-        user = await self._accounts.user_by_email(normalize_email(email))
+        email = normalize_email(email)
+        user = None if "\x00" in email else await self._accounts.user_by_email(email)
         try:
             _hasher.verify(user.password_hash if user else _ABSENT_USER_HASH, password)
         except (VerificationError, InvalidHashError) as error:

@@ -1,0 +1,280 @@
+"""The console's guards without I/O: signed values, CSRF tokens, flash cookies, the sign-in rate limit."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from deliveryhub_web.security import Csrf, Flash, FlashCodec, RateLimiter, Signer
+
+SECRET = "a-secret-of-the-console-that-is-long-enough"  # noqa: S105 (made up for the tests)
+OTHER_SECRET = "another-secret-of-another-console-entirely"  # noqa: S105
+
+
+class Clock:
+    """Seconds that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def tampered(text: str) -> str:
+    """The same text with one character changed, as a curious user would edit it."""
+    position = len(text) // 2
+    replacement = "A" if text[position] != "A" else "B"
+    return text[:position] + replacement + text[position + 1 :]
+
+
+# Values a browser or an attacker may send instead of a signed one.
+GARBAGE = [
+    "",
+    ".",
+    "no-signature-at-all",
+    "value.",
+    ".digest-without-value",
+    "value.not-the-digest",
+    "value.дайджест-не-ascii",
+    "значение.é",
+    "\x00\x01.\x02",
+    "a" * 5000,
+]
+
+
+def test_a_signed_value_comes_back_unchanged() -> None:
+    signer = Signer(SECRET, "flash")
+
+    assert signer.unsign(signer.sign("order 42: paid")) == "order 42: paid"
+
+
+def test_a_value_with_dots_comes_back_unchanged() -> None:
+    signer = Signer(SECRET, "flash")
+
+    assert signer.unsign(signer.sign("a.b.c")) == "a.b.c"
+
+
+@pytest.mark.parametrize("part", ["value", "digest"])
+def test_a_tampered_signed_value_is_refused(part: str) -> None:
+    signer = Signer(SECRET, "flash")
+    value, _, digest = signer.sign("customer-1").rpartition(".")
+    forged = f"{tampered(value)}.{digest}" if part == "value" else f"{value}.{tampered(digest)}"
+
+    assert signer.unsign(forged) is None
+
+
+def test_a_value_signed_for_one_purpose_is_refused_for_another() -> None:
+    signed = Signer(SECRET, "flash").sign("customer-1")
+
+    assert Signer(SECRET, "csrf").unsign(signed) is None
+
+
+def test_a_value_signed_with_another_secret_is_refused() -> None:
+    signed = Signer(OTHER_SECRET, "flash").sign("customer-1")
+
+    assert Signer(SECRET, "flash").unsign(signed) is None
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+def test_garbage_instead_of_a_signed_value_is_refused(garbage: str) -> None:
+    assert Signer(SECRET, "flash").unsign(garbage) is None
+
+
+def test_a_csrf_token_is_accepted_for_its_own_binding() -> None:
+    csrf = Csrf(SECRET)
+
+    assert csrf.is_valid("session-of-anna", csrf.token_for("session-of-anna"))
+
+
+def test_a_csrf_token_is_the_same_for_a_binding_each_time_it_is_asked() -> None:
+    assert Csrf(SECRET).token_for("visitor-1") == Csrf(SECRET).token_for("visitor-1")
+
+
+def test_a_csrf_token_for_one_binding_is_refused_for_another() -> None:
+    csrf = Csrf(SECRET)
+
+    assert not csrf.is_valid("session-of-boris", csrf.token_for("session-of-anna"))
+    assert not csrf.is_valid("visitor-2", csrf.token_for("visitor-1"))
+
+
+def test_a_csrf_token_made_with_another_secret_is_refused() -> None:
+    assert not Csrf(SECRET).is_valid("session-of-anna", Csrf(OTHER_SECRET).token_for("session-of-anna"))
+
+
+def test_a_tampered_csrf_token_is_refused() -> None:
+    csrf = Csrf(SECRET)
+
+    assert not csrf.is_valid("session-of-anna", tampered(csrf.token_for("session-of-anna")))
+
+
+def test_a_signed_flash_is_no_csrf_token() -> None:
+    """Two purposes under one secret: a value one of them signs is worthless to the other."""
+    csrf = Csrf(SECRET)
+    flash_digest = Signer(SECRET, "flash").digest("session-of-anna")
+
+    assert not csrf.is_valid("session-of-anna", flash_digest)
+
+
+TOKEN_OF_BINDING = Csrf(SECRET).token_for("binding")
+
+
+@pytest.mark.parametrize(
+    ("binding", "token"),
+    [
+        (None, TOKEN_OF_BINDING),
+        ("", TOKEN_OF_BINDING),
+        ("binding", None),
+        ("binding", ""),
+        (None, None),
+        ("", ""),
+    ],
+)
+def test_a_missing_binding_or_token_is_refused(binding: str | None, token: str | None) -> None:
+    assert not Csrf(SECRET).is_valid(binding, token)
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+def test_a_garbage_csrf_token_is_refused(garbage: str) -> None:
+    assert not Csrf(SECRET).is_valid("session-of-anna", garbage)
+
+
+@pytest.mark.parametrize(
+    "flash",
+    [
+        Flash("Order placed.", "success", "0b7c2f52-3f0e-4a39-9d0e-6f1d2a4b5c6d"),
+        Flash("Not possible now: этот заказ уже оплачен."),
+        Flash('Quotes " and ; and = and \\ survive', "error", None),
+    ],
+)
+def test_a_flash_message_survives_the_cookie(flash: Flash) -> None:
+    codec = FlashCodec(SECRET)
+
+    assert codec.decode(codec.encode(flash)) == flash
+
+
+def test_a_flash_cookie_is_plain_ascii_that_a_cookie_can_hold() -> None:
+    cookie = FlashCodec(SECRET).encode(Flash("Заказ оплачен.", "success", "order-1"))
+
+    assert cookie.isascii()
+    assert not any(character in cookie for character in ' ;,"\\')
+
+
+def test_a_tampered_flash_cookie_shows_nothing() -> None:
+    codec = FlashCodec(SECRET)
+
+    assert codec.decode(tampered(codec.encode(Flash("Paid.", "success", "order-1")))) is None
+
+
+def test_a_flash_cookie_of_another_secret_shows_nothing() -> None:
+    cookie = FlashCodec(OTHER_SECRET).encode(Flash("Courier appointed.", "success"))
+
+    assert FlashCodec(SECRET).decode(cookie) is None
+
+
+def test_a_flash_cookie_whose_message_was_swapped_shows_nothing() -> None:
+    codec = FlashCodec(SECRET)
+    _, _, digest = codec.encode(Flash("Not possible now.", "error")).rpartition(".")
+    swapped = base64.urlsafe_b64encode(json.dumps({"m": "Paid.", "k": "success", "t": None}).encode())
+
+    assert codec.decode(f"{swapped.decode()}.{digest}") is None
+
+
+@pytest.mark.parametrize("garbage", [None, *GARBAGE])
+def test_a_garbage_flash_cookie_shows_nothing(garbage: str | None) -> None:
+    assert FlashCodec(SECRET).decode(garbage) is None
+
+
+@pytest.mark.parametrize("inside", [b"not json", b"[1, 2]", b'{"m": "no kind"}', b'"a string"', b"\xff\xfe"])
+def test_a_signed_cookie_that_is_no_flash_shows_nothing(inside: bytes) -> None:
+    """Even a correctly signed value is shown only if it is the shape the console writes."""
+    signed = Signer(SECRET, "flash").sign(base64.urlsafe_b64encode(inside).decode())
+
+    assert FlashCodec(SECRET).decode(signed) is None
+
+
+def test_the_attempts_within_the_limit_pass() -> None:
+    limiter = RateLimiter(3, 60, clock=Clock())
+
+    assert [limiter.attempt("email:anna@example.com") for _ in range(3)] == [None, None, None]
+
+
+def test_the_attempt_after_the_limit_is_refused_with_the_seconds_to_wait() -> None:
+    clock = Clock()
+    limiter = RateLimiter(3, 60, clock=clock)
+    for _ in range(3):
+        assert limiter.attempt("email:anna@example.com") is None
+        clock.advance(5)
+
+    assert limiter.attempt("email:anna@example.com") == pytest.approx(45)
+
+
+def test_the_window_slides_one_attempt_at_a_time() -> None:
+    clock = Clock()
+    limiter = RateLimiter(3, 60, clock=clock)
+    for _ in range(3):  # at 0, 10 and 20 seconds
+        assert limiter.attempt("anna") is None
+        clock.advance(10)
+
+    clock.advance(29)  # 59 seconds after the first attempt
+    assert limiter.attempt("anna") == pytest.approx(1)
+    clock.advance(1)  # the first attempt has left the window
+    assert limiter.attempt("anna") is None
+    assert limiter.attempt("anna") == pytest.approx(10)  # the one at 10 seconds is next to leave
+    clock.advance(10)
+    assert limiter.attempt("anna") is None
+
+
+def test_refused_attempts_do_not_extend_the_wait() -> None:
+    clock = Clock()
+    limiter = RateLimiter(2, 60, clock=clock)
+    limiter.attempt("anna")
+    limiter.attempt("anna")
+    for _ in range(10):
+        clock.advance(5)
+        assert limiter.attempt("anna") is not None
+
+    clock.advance(10)  # 60 seconds after the two counted attempts
+
+    assert limiter.attempt("anna") is None
+
+
+def test_each_key_has_its_own_limit() -> None:
+    limiter = RateLimiter(2, 60, clock=Clock())
+    limiter.attempt("email:anna@example.com")
+    limiter.attempt("email:anna@example.com")
+
+    assert limiter.attempt("email:anna@example.com") is not None
+    assert limiter.attempt("email:boris@example.com") is None
+
+
+def test_an_attempt_under_several_keys_counts_for_each() -> None:
+    limiter = RateLimiter(2, 60, clock=Clock())
+    limiter.attempt("email:anna@example.com", "address:10.0.0.1")
+    limiter.attempt("email:boris@example.com", "address:10.0.0.1")
+
+    assert limiter.attempt("email:clara@example.com", "address:10.0.0.1") is not None
+    assert limiter.attempt("email:clara@example.com", "address:10.0.0.2") is None
+
+
+def test_an_attempt_refused_under_one_key_is_not_counted_under_the_others() -> None:
+    limiter = RateLimiter(1, 60, clock=Clock())
+    limiter.attempt("address:10.0.0.1")
+
+    assert limiter.attempt("email:anna@example.com", "address:10.0.0.1") is not None
+    assert limiter.attempt("email:anna@example.com") is None
+
+
+def test_the_wait_is_the_longest_of_the_keys_over_their_limit() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1, 60, clock=clock)
+    limiter.attempt("address:10.0.0.1")
+    clock.advance(30)
+    limiter.attempt("email:anna@example.com")
+
+    assert limiter.attempt("email:anna@example.com", "address:10.0.0.1") == pytest.approx(60)
