@@ -50,6 +50,7 @@ AMQP_URL = os.environ.get("TEST_AMQP_URL", DEFAULT_AMQP_URL)
 MIGRATIONS: dict[str, str] = {
     "delivery": "deliveryhub_delivery",
     "orders": "deliveryhub_orders",
+    "web": "deliveryhub_web",
 }
 
 
@@ -294,6 +295,8 @@ class BrokerNamespace:
     prefix: str
     legacy_prefix: str
     extra_queues: list[str] = field(default_factory=list)
+    # Delays of retry queues a test declares beyond the default ones.
+    retry_delays: list[float] = field(default_factory=list)
 
     @property
     def names(self) -> Names:
@@ -317,7 +320,12 @@ class BrokerNamespace:
     def queues(self) -> list[str]:
         consuming = [self.queue(spec) for spec in _contract_queue_specs()]
         consuming += [*legacy_queues(self.legacy_prefix), *self.extra_queues]
-        return consuming + [Names.dead_letter_queue(name) for name in consuming]
+        delays = {*ServiceSettings.model_fields["retry_delays_seconds"].default, *self.retry_delays}
+        return (
+            consuming
+            + [Names.dead_letter_queue(name) for name in consuming]
+            + [Names.retry_queue(name, delay) for name in consuming for delay in delays]
+        )
 
     def exchanges(self) -> list[str]:
         return [self.exchange]

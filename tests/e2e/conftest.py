@@ -24,7 +24,7 @@ from deliveryhub_cli.tokens import make_token
 from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, ORDERS_DELIVERY_EVENTS, Names, legacy_queues
 from deliveryhub_kit.identity import Role
 from deliveryhub_kit.migrations import drop_database
-from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES
+from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES, ServiceSettings
 from deliveryhub_web.settings import WebSettings
 
 T = TypeVar("T")
@@ -153,9 +153,10 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             names.queue(ORDERS_DELIVERY_EVENTS),
             *legacy_queues(legacy_prefix),
         ]
-        run_async(
-            _delete_broker_names([*queues, *(names.dead_letter_queue(q) for q in queues)], names.exchange)
-        )
+        delays = ServiceSettings.model_fields["retry_delays_seconds"].default
+        parked = [names.dead_letter_queue(q) for q in queues]
+        waiting = [names.retry_queue(q, delay) for q in queues for delay in delays]
+        run_async(_delete_broker_names([*queues, *parked, *waiting], names.exchange))
         for database in ("orders", "delivery", "web"):
             run_async(drop_database(f"{DEFAULT_POSTGRES}/{database_prefix}{database}"))
     assert code == 0, f"`deliveryhub up` did not stop cleanly on Ctrl-C ({code}):\n{log.read_text()}"

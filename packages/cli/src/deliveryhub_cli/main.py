@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from deliveryhub_cli.checks import NotReachable, check_postgres
+from deliveryhub_cli.dead_letters import run_dead_letters
 from deliveryhub_cli.demo import run_demo
 from deliveryhub_cli.services import SERVICES, migrate, prepare_database
 from deliveryhub_cli.tokens import make_token
@@ -65,6 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--deliveryman-id", type=uuid.UUID)
     token.add_argument("--hours", type=float, default=12.0, help="lifetime (default: %(default)s)")
     token.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+
+    dead = commands.add_parser("dead-letters", help="list, replay or purge dead letters")
+    dead_actions = dead.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("list", "show dead letters (type, subject, reason, age) without consuming them"),
+        ("replay", "put dead letters back on their queue for another try"),
+        ("purge", "delete dead letters, after confirmation"),
+    ):
+        command = dead_actions.add_parser(action, help=text)
+        command.add_argument("--amqp", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
+        command.add_argument("--broker-prefix", default=os.environ.get("BROKER_PREFIX", ""))
+        command.add_argument(
+            "--legacy-queue-prefix", default=os.environ.get("LEGACY_QUEUE_PREFIX", DEFAULT_LEGACY_PREFIX)
+        )
+        command.add_argument("--queue", help="one dead-letter queue (default: all of the system's)")
+        if action == "replay":
+            which = command.add_mutually_exclusive_group()
+            which.add_argument("--id", dest="message_id", help="the message id of one dead letter")
+            which.add_argument("--all", dest="everything", action="store_true", help="every dead letter")
+        if action == "purge":
+            command.add_argument("--yes", dest="assume_yes", action="store_true", help="do not ask")
 
     demo = commands.add_parser("demo", help="run the whole story against the running system")
     demo.add_argument("--orders-url", default="http://127.0.0.1:8001")
@@ -128,6 +150,17 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as error:
             print(f"deliveryhub token: {error}", file=sys.stderr)
             code = 2
+    elif arguments.command == "dead-letters":
+        code = run_dead_letters(
+            action=arguments.action,
+            amqp_url=arguments.amqp,
+            broker_prefix=arguments.broker_prefix,
+            legacy_prefix=arguments.legacy_queue_prefix,
+            queue=arguments.queue,
+            message_id=getattr(arguments, "message_id", None),
+            everything=getattr(arguments, "everything", False),
+            assume_yes=getattr(arguments, "assume_yes", False),
+        )
     else:
         code = run_demo(
             orders_url=arguments.orders_url,

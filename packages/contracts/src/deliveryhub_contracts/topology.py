@@ -39,6 +39,11 @@ class Names:
     def dead_letter_queue(queue: str) -> str:
         return f"{queue}.dead-letter"
 
+    @staticmethod
+    def retry_queue(queue: str, delay_seconds: float) -> str:
+        """Where a message waits `delay_seconds` before it goes back to `queue`."""
+        return f"{queue}.retry.{round(delay_seconds * 1000)}ms"
+
 
 def legacy_queues(legacy_prefix: str) -> tuple[str, str]:
     """The teaching design's `order_created` and `order_paid` queue names."""

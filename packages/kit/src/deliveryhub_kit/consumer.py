@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -16,9 +16,11 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_contracts.events import MalformedEvent, Payload, parse_envelope, parse_payload
+from deliveryhub_contracts.topology import Names
 from deliveryhub_kit.broker import (
     Broker,
     BrokerError,
+    HeaderValue,
     IncomingMessage,
     OutgoingMessage,
     Subscription,
@@ -119,6 +121,24 @@ def plain_json_decoder(key: str, payload_type: type[BaseModel], namespace: uuid.
     return decode
 
 
+def _int_header(message: IncomingMessage, name: str) -> int:
+    value = message.headers.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _failure_headers(message: IncomingMessage, error: BaseException) -> dict[str, HeaderValue]:
+    """The message's own headers, with when it first and last failed and why, kept across retries."""
+    headers: dict[str, HeaderValue] = {
+        name: value for name, value in message.headers.items() if isinstance(value, str | int | float | bool)
+    }
+    now = utcnow().isoformat()
+    headers.setdefault("x-first-failed-at", now)
+    headers.setdefault("x-original-routing-key", message.routing_key)
+    headers["x-last-failed-at"] = now
+    headers["x-last-error"] = f"{type(error).__name__}: {error}"[:1000]
+    return headers
+
+
 def _header(message: IncomingMessage, name: str) -> str | None:
     value = message.headers.get(name)
     return value if isinstance(value, str) else None
@@ -134,7 +154,7 @@ def _message_uuid(message_id: str | None) -> uuid.UUID | None:
 
 
 def _is_transient(error: BaseException) -> bool:
-    if isinstance(error, RetryLater) or is_database_unavailable(error):
+    if isinstance(error, RetryLater):
         return True
     # Deadlocks and serialization failures succeed when run again.
     code = getattr(getattr(error, "orig", None), "sqlstate", None) or getattr(
@@ -160,6 +180,7 @@ class InboxConsumer:
         decoder: Decoder | None = None,
         prefetch: int = 32,
         max_backoff_seconds: float = 15.0,
+        retry_delays: Sequence[float] = (),
         metrics: Metrics | None = None,
     ) -> None:
         self.name = name
@@ -179,6 +200,7 @@ class InboxConsumer:
         self._idle.set()
         self._stopping = False
         self._metrics = metrics or Metrics()
+        self._retry_delays = tuple(retry_delays)
 
     async def start(self) -> None:
         self._subscription = await self._broker.consume(self.queue, self.handle, prefetch=self._prefetch)
@@ -240,9 +262,13 @@ class InboxConsumer:
                 if applied:
                     await route(session, decoded.payload)
         except Exception as error:
-            if _is_transient(error):
+            if is_database_unavailable(error):
+                # An outage is nobody's message's fault: keep it, neither acked nor dead-lettered.
                 self._metrics.events_retried.labels(decoded.key).inc()
-                await self._retry(message, error)
+                await self._hold_and_requeue(message, error)
+            elif _is_transient(error):
+                self._metrics.events_retried.labels(decoded.key).inc()
+                await self._retry_later(message, error, decoded.key)
             else:
                 if not isinstance(error, DomainError | ValueError | sa_exc.SQLAlchemyError):
                     logger.exception("%s: unexpected failure applying %s", self.name, decoded.event_id)
@@ -254,7 +280,37 @@ class InboxConsumer:
         self._metrics.events_consumed.labels(decoded.key, outcome).inc()
         logger.info("%s: event %s %s", self.name, decoded.key, outcome)
 
-    async def _retry(self, message: IncomingMessage, error: BaseException) -> None:
+    async def _retry_later(self, message: IncomingMessage, error: BaseException, key: str) -> None:
+        """Send the message to wait in the next delay queue; after the last one, dead-letter it."""
+        if not self._retry_delays:
+            await self._hold_and_requeue(message, error)
+            return
+        attempt = _int_header(message, "x-attempts") + 1
+        if attempt > len(self._retry_delays):
+            await self.dead_letter(message, error, key=key)
+            return
+        delay = self._retry_delays[attempt - 1]
+        headers = _failure_headers(message, error)
+        headers["x-attempts"] = attempt
+        logger.warning("%s: %s; retrying %s in %ss (attempt %d)", self.name, error, key, delay, attempt)
+        try:
+            await self._broker.publish(
+                "",
+                Names.retry_queue(self.queue, delay),
+                OutgoingMessage(
+                    body=message.body,
+                    message_id=message.message_id or str(uuid.uuid4()),
+                    content_type=message.content_type or "application/octet-stream",
+                    headers=headers,
+                ),
+            )
+        except BrokerError as publish_error:
+            logger.error("%s: could not schedule a retry: %s", self.name, publish_error)
+            await message.reject(requeue=True)
+            return
+        await message.ack()
+
+    async def _hold_and_requeue(self, message: IncomingMessage, error: BaseException) -> None:
         """Return the message to the queue after a pause that grows while the cause persists."""
         self._consecutive_transient += 1
         delay = min(0.25 * 2**self._consecutive_transient, self._max_backoff)
@@ -269,18 +325,14 @@ class InboxConsumer:
         self._metrics.events_dead_lettered.labels(
             key or message.routing_key or "unknown", type(error).__name__
         ).inc()
-        headers = {
-            key: value
-            for key, value in message.headers.items()
-            if isinstance(value, str | int | float | bool)
-        }
+        headers = _failure_headers(message, error)
         headers.update(
             {
                 "x-death-reason": str(error)[:1000],
                 "x-error-class": type(error).__name__,
+                "x-attempts": _int_header(message, "x-attempts") + 1,
                 "x-original-queue": self.queue,
-                "x-original-routing-key": message.routing_key,
-                "x-failed-at": utcnow().isoformat(),
+                "x-failed-at": headers["x-last-failed-at"],
             }
         )
         logger.error("%s: dead-lettering a message: %s: %s", self.name, type(error).__name__, error)

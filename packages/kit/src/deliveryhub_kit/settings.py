@@ -50,6 +50,8 @@ class ServiceSettings(BaseSettings):
     broker_prefix: str = ""
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     consumer_prefetch: int = Field(default=32, ge=1, le=10_000)
+    # A message that fails for a passing cause waits each of these in turn, then is dead-lettered.
+    retry_delays_seconds: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
 
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)

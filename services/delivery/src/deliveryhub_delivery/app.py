@@ -18,9 +18,10 @@ from deliveryhub_kit.topology import legacy_topology, service_topology
 
 def topologies(settings: DeliverySettings) -> list[Topology]:
     names = Names(settings.broker_prefix)
-    declared = [service_topology(names, consumes=DELIVERY_ORDER_EVENTS)]
+    delays = settings.retry_delays_seconds
+    declared = [service_topology(names, consumes=DELIVERY_ORDER_EVENTS, retry_delays=delays)]
     if settings.legacy_queue_prefix:
-        declared.append(legacy_topology(legacy_queues(settings.legacy_queue_prefix)))
+        declared.append(legacy_topology(legacy_queues(settings.legacy_queue_prefix), retry_delays=delays))
     return declared
 
 

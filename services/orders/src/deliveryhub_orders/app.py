@@ -19,7 +19,11 @@ from deliveryhub_orders.settings import OrdersSettings
 def create_app(settings: OrdersSettings | None = None, *, broker: Broker | None = None) -> FastAPI:
     """Build the orders service; nothing connects until the app starts."""
     settings = settings or OrdersSettings()
-    topology = service_topology(Names(settings.broker_prefix), consumes=ORDERS_DELIVERY_EVENTS)
+    topology = service_topology(
+        Names(settings.broker_prefix),
+        consumes=ORDERS_DELIVERY_EVENTS,
+        retry_delays=settings.retry_delays_seconds,
+    )
     wiring = Wiring(
         outbox_model=OutboxMessage, topologies=[topology], consumers=build_consumers, migrations=MIGRATIONS
     )
