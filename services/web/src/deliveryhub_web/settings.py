@@ -13,6 +13,7 @@ from deliveryhub_kit.keys import ensure_development_keys
 from deliveryhub_kit.settings import DEFAULT_POSTGRES, ServiceSettings
 
 SESSION_SECRET_FILE = "session-secret"  # noqa: S105 (a file name)
+MINIMUM_SECRET_LENGTH = 32
 
 
 class WebSettings(ServiceSettings):
@@ -29,6 +30,8 @@ class WebSettings(ServiceSettings):
     jwt_private_key: str | None = None
     jwt_private_key_file: Path | None = None
     session_secret: str | None = None
+    # A file holding the secret, e.g. one a start-up job made in a volume.
+    session_secret_file: Path | None = None
     session_hours: float = Field(default=12.0, gt=0)
     # Browsers keep Secure cookies on http://localhost too; turn off only behind plain HTTP elsewhere.
     cookie_secure: bool = True
@@ -44,8 +47,12 @@ class WebSettings(ServiceSettings):
         if self.environment == "production":
             if not (self.jwt_private_key or self.jwt_private_key_file):
                 raise ValueError("JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE is required in production")
-            if not self.session_secret or len(self.session_secret) < 32:
-                raise ValueError("SESSION_SECRET of at least 32 characters is required in production")
+            too_short = self.session_secret is not None and len(self.session_secret) < MINIMUM_SECRET_LENGTH
+            if too_short or not (self.session_secret or self.session_secret_file):
+                raise ValueError(
+                    "SESSION_SECRET of at least 32 characters (or SESSION_SECRET_FILE) "
+                    "is required in production"
+                )
         return self
 
     @property
@@ -73,6 +80,11 @@ class WebSettings(ServiceSettings):
         """The secret that signs CSRF tokens and flash messages (in development, made once)."""
         if self.session_secret:
             return self.session_secret
+        if self.session_secret_file:
+            secret = self.session_secret_file.read_text().strip()
+            if len(secret) < MINIMUM_SECRET_LENGTH:
+                raise ValueError(f"{self.session_secret_file} holds fewer than 32 characters")
+            return secret
         path = self.keys_dir / SESSION_SECRET_FILE
         if not path.exists():
             ensure_development_keys(self.keys_dir)

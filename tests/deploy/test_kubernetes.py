@@ -1,0 +1,247 @@
+"""The Kubernetes manifests: valid against the API's schemas, and wired like compose.yaml."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+
+from .artifacts import (
+    DESIGN_PATHS,
+    KUBERNETES,
+    SAMPLE_ID,
+    SERVICES,
+    Json,
+    code_of,
+    command_of,
+    environment_names,
+    gateway_locations,
+    kubernetes_documents,
+    kubernetes_manifests,
+    parse_dockerfile,
+    route,
+    unread_variables,
+    uses_broker,
+)
+
+KUBERNETES_VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
+BASE = KUBERNETES / "base"
+EXAMPLE_SECRETS = BASE / "secrets.example.yaml"
+
+
+def base_resources() -> list[Json]:
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    return [document for name in kustomization["resources"] for document in kubernetes_documents(BASE / name)]
+
+
+def one(kind: str, name: str) -> Json:
+    found = [d for d in base_resources() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{len(found)} {kind} named {name}"
+    return found[0]
+
+
+def container_of(workload: Json) -> Json:
+    containers: list[Json] = workload["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def example_secret_values() -> dict[tuple[str, str], str]:
+    return {
+        (secret["metadata"]["name"], key): value
+        for secret in kubernetes_documents(EXAMPLE_SECRETS)
+        for key, value in secret["stringData"].items()
+    }
+
+
+def environment_of(container: Json) -> dict[str, str]:
+    """The container's variables as a pod would see them, secrets taken from the example's shape."""
+    config_maps = {d["metadata"]["name"]: d["data"] for d in base_resources() if d["kind"] == "ConfigMap"}
+    secrets = example_secret_values()
+    values: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        values.update(config_maps[source["configMapRef"]["name"]])
+    for variable in container.get("env", []):
+        if "value" in variable:
+            values[variable["name"]] = variable["value"]
+        else:
+            reference = variable["valueFrom"]["secretKeyRef"]
+            key = (reference["name"], reference["key"])
+            assert key in secrets, f"{variable['name']} comes from {key}, which the example secret lacks"
+            values[variable["name"]] = secrets[key]
+    return values
+
+
+def test_kubernetes_validate_accepts_every_manifest() -> None:
+    manifests = [str(path) for path in kubernetes_manifests()]
+    result = subprocess.run(
+        [str(KUBERNETES_VALIDATE), "--strict", "--quiet", *manifests],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_kustomizations_name_every_manifest_but_the_secrets_example() -> None:
+    listed = set(yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"])
+    present = {path.name for path in BASE.glob("*.yaml")} - {"kustomization.yaml", EXAMPLE_SECRETS.name}
+    assert listed == present
+    for overlay in (KUBERNETES / "overlays").iterdir():
+        kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+        for resource in kustomization["resources"]:
+            assert (overlay / resource).exists(), f"{overlay.name} names a missing {resource}"
+        images = {container_of(one("Deployment", name))["image"].split(":")[0] for name in SERVICES}
+        assert {image["name"] for image in kustomization.get("images", [])} == images
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_each_deployment_serves_probes_and_is_bounded_like_its_image(service: str) -> None:
+    dockerfile = parse_dockerfile(SERVICES[service].dockerfile)
+    deployment = one("Deployment", service)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    container = container_of(deployment)
+    assert container["image"].startswith(f"deliveryhub/{service}:")
+    assert container["ports"] == [{"name": "http", "containerPort": dockerfile.port}]
+    # Traffic only once the database is migrated; after that, a broker outage must not take the API away.
+    assert container["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    for bound in ("requests", "limits"):
+        assert set(container["resources"][bound]) == {"cpu", "memory"}, f"{service} {bound}"
+    pod = deployment["spec"]["template"]["spec"]
+    user = int(dockerfile.final.last("USER").arguments.split(":")[0])
+    assert pod["securityContext"]["runAsNonRoot"]
+    assert pod["securityContext"]["runAsUser"] == user
+
+    service_object = one("Service", service)
+    assert service_object["spec"]["selector"].items() <= pod_labels.items()
+    assert service_object["spec"]["ports"] == [
+        {"name": "http", "port": dockerfile.port, "targetPort": "http"}
+    ]
+    autoscaler = one("HorizontalPodAutoscaler", service)
+    assert autoscaler["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": service,
+    }
+    assert autoscaler["spec"]["minReplicas"] >= 2
+    budget = one("PodDisruptionBudget", service)
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_termination_leaves_time_for_the_graceful_shutdown(
+    service: str, compose_services: dict[str, Json]
+) -> None:
+    command = parse_dockerfile(SERVICES[service].dockerfile).final.last("CMD").exec_form()
+    graceful = int(command[command.index("--timeout-graceful-shutdown") + 1])
+    deployment = one("Deployment", service)
+    pre_stop = container_of(deployment)["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    # The shutdown after uvicorn's timeout (consumers, relay, pools) needs a few seconds more.
+    assert (
+        deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        >= int(pre_stop[1]) + graceful + 5
+    )
+    stop_grace = str(compose_services[service]["stop_grace_period"])
+    assert stop_grace.endswith("s"), stop_grace
+    assert int(stop_grace[:-1]) >= graceful + 5
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_the_environment_is_what_the_settings_read_and_files_are_mounted(
+    service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    code = SERVICES[service]
+    deployment = one("Deployment", service)
+    container = container_of(deployment)
+    environment = environment_of(container)
+    readable = environment_names(code.settings)
+    unread = unread_variables(environment, code.settings)
+    assert not unread, f"{service} sets {unread}, which {code.settings.__name__} does not read"
+    assert "DATABASE_URL" in environment
+    assert ("AMQP_URL" in environment) == uses_broker(code)
+    assert environment["ENVIRONMENT"] == "production"
+
+    volumes = {volume["name"]: volume for volume in deployment["spec"]["template"]["spec"]["volumes"]}
+    secrets = example_secret_values()
+    stand_ins: dict[str, str] = {}
+    for variable, value in environment.items():
+        if not variable.endswith("_FILE"):
+            continue
+        path = PurePosixPath(value)
+        mounts = [m for m in container["volumeMounts"] if path.is_relative_to(m["mountPath"])]
+        assert mounts, f"{service}'s {variable} is in no mounted volume"
+        secret = volumes[mounts[0]["name"]]["secret"]
+        items = {item["path"]: item["key"] for item in secret["items"]}
+        key = items.get(str(path.relative_to(mounts[0]["mountPath"])))
+        assert (secret["secretName"], key) in secrets, f"{service}'s {variable} names no key of a secret"
+        stand_in = tmp_path / variable
+        stand_in.write_text("x" * 64)
+        stand_ins[variable] = str(stand_in)
+    if service != "web":
+        for volume in volumes.values():
+            keys = {item["key"] for item in volume.get("secret", {}).get("items", [{"key": ""}])}
+            assert "jwt-private.pem" not in keys, f"{service} mounts the private key"
+
+    for variable in readable:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(tmp_path)
+    for variable, value in {**environment, **stand_ins}.items():
+        monkeypatch.setenv(variable, value)
+    code.settings()
+
+
+def test_the_ingress_routes_like_the_gateway() -> None:
+    ingress = one("Ingress", "deliveryhub")
+    (rule,) = ingress["spec"]["rules"]
+    paths: list[dict[str, Any]] = rule["http"]["paths"]
+    ports = {name: parse_dockerfile(code.dockerfile).port for name, code in SERVICES.items()}
+
+    def ingress_route(request_path: str) -> str:
+        # Prefix matching is by whole path elements; the longest match wins.
+        matching = [
+            p
+            for p in paths
+            if p["pathType"] == "Prefix"
+            and (
+                p["path"] == "/"
+                or request_path == p["path"]
+                or request_path.startswith(p["path"].rstrip("/") + "/")
+            )
+        ]
+        chosen = max(matching, key=lambda p: len(p["path"]))
+        backend = chosen["backend"]["service"]
+        assert backend["port"] == {"name": "http"}
+        return f"{backend['name']}:{ports[backend['name']]}"
+
+    for path in DESIGN_PATHS:
+        concrete = path.replace("{id}", SAMPLE_ID)
+        assert ingress_route(concrete) == route(gateway_locations(), concrete).upstream, path
+
+
+def test_the_migration_jobs_run_what_compose_runs(compose_services: dict[str, Json]) -> None:
+    compose_jobs = {
+        code.name: command_of(service)
+        for service in compose_services.values()
+        if (code := code_of(service)) is not None and "migrate" in command_of(service)
+    }
+    jobs = [d for d in base_resources() if d["kind"] == "Job"]
+    assert {job["metadata"]["name"] for job in jobs} == {f"{name}-migrate" for name in SERVICES}
+    for job in jobs:
+        service = job["metadata"]["name"].removesuffix("-migrate")
+        container = container_of(job)
+        assert container["image"] == container_of(one("Deployment", service))["image"]
+        assert container["command"] == compose_jobs[service]
+        assert set(environment_of(container)) == {"DATABASE_URL"}
+        assert (
+            environment_of(container)["DATABASE_URL"]
+            == environment_of(container_of(one("Deployment", service)))["DATABASE_URL"]
+        )

@@ -1,0 +1,436 @@
+"""The containers' start commands as plain processes, then the story over HTTP through the gateway.
+
+compose.yaml's commands (or the images' CMD) and environments are taken as they are, with what a
+container would find around it stood in for by this machine: the service host names become
+127.0.0.1, each container port a free local port, PostgreSQL and RabbitMQ this machine's servers
+(under database names and a broker prefix of this run), each named volume a folder. The jobs and
+services start in compose's order (a job must finish, a service must pass its health check before
+what depends on it starts), the gateway is nginx with compose's configuration, and at the end every
+process gets SIGTERM and must exit cleanly. The images themselves are not run: see test_images.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from deliveryhub_kit.migrations import drop_database, server_connection
+from deliveryhub_web.service import DEMO_ACCOUNTS
+from deliveryhub_web.settings import WebSettings
+
+from ..conftest import AMQP_URL, POSTGRES_SERVER_URL, BrokerNamespace, delete_broker_names
+from ..e2e import test_story as story
+from ..e2e.conftest import System, eventually, free_port
+from .artifacts import (
+    GATEWAY_CONFIG,
+    POSTGRES_INIT,
+    Json,
+    code_of,
+    command_of,
+    healthcheck_of,
+    is_one_shot,
+    named_mounts,
+    parse_dockerfile,
+)
+
+pytestmark = pytest.mark.e2e
+
+# What this machine provides in place of a container: its own servers.
+MACHINE_SERVERS = {"postgres", "rabbitmq"}
+VENV_BIN = Path(sys.executable).parent
+START_TIMEOUT = 45.0
+STOP_TIMEOUT = 30.0
+DEMO_PASSWORD: str = WebSettings.model_fields["demo_password"].default
+
+
+def container_port(service: Json) -> int | None:
+    """The port the service's container listens on."""
+    code = code_of(service)
+    if code is not None:
+        return parse_dockerfile(code.dockerfile).port
+    targets = [int(port["target"]) for port in service.get("ports", [])]
+    return targets[0] if targets else None
+
+
+@dataclass
+class Sandbox:
+    """This machine standing in for compose's network, volumes and servers, for one run."""
+
+    services: dict[str, Json]
+    root: Path
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, service in self.services.items():
+            if name not in MACHINE_SERVERS and not is_one_shot(service):
+                self.ports[name] = free_port()
+
+    @property
+    def database_prefix(self) -> str:
+        return f"dh_deploy_{self.run}_"
+
+    @property
+    def broker_prefix(self) -> str:
+        return f"deploy-{self.run}."
+
+    def volume(self, name: str) -> Path:
+        path = self.root / "volumes" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def url(self, value: str) -> str:
+        """A URL naming a compose service, pointed at what stands in for it here."""
+        url = urlsplit(value)
+        host = url.hostname
+        if host not in self.services:
+            return value
+        if host == "postgres":
+            server = urlsplit(POSTGRES_SERVER_URL)
+            return urlunsplit(
+                (url.scheme, server.netloc, "/" + self.database_prefix + url.path.lstrip("/"), "", "")
+            )
+        if host == "rabbitmq":
+            server = urlsplit(AMQP_URL)
+            return urlunsplit((url.scheme, server.netloc, url.path, url.query, ""))
+        assert url.port == container_port(self.services[host]), f"{value}: {host} listens elsewhere"
+        return urlunsplit((url.scheme, f"127.0.0.1:{self.ports[host]}", url.path, url.query, url.fragment))
+
+    def path(self, value: str, service: Json) -> str:
+        """A path inside one of the service's volumes, as a path here."""
+        if not value.startswith("/"):
+            return value
+        inside = PurePosixPath(value)
+        for mount in named_mounts(service):
+            if inside.is_relative_to(mount.target):
+                return str(self.volume(mount.volume) / inside.relative_to(mount.target))
+        return value
+
+    def value(self, value: str, service: Json) -> str:
+        return self.url(value) if "://" in value else self.path(value, service)
+
+    def environment(self, service: Json) -> dict[str, str]:
+        given = {key: str(value) for key, value in service.get("environment", {}).items()}
+        assert "BROKER_PREFIX" not in given, "the run's broker prefix would override compose's"
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.root),
+            "LANG": "C.UTF-8",
+            **{key: self.value(value, service) for key, value in given.items()},
+            # The one addition: this run's names on the shared broker.
+            "BROKER_PREFIX": self.broker_prefix,
+        }
+
+    def command(self, name: str, argv: list[str]) -> list[str]:
+        """A command of the image, run from this checkout's environment and on this run's port."""
+        service = self.services[name]
+        program = VENV_BIN / argv[0]
+        assert program.exists(), f"{argv[0]} is not in this environment"
+        mapped = [str(program)]
+        arguments = iter(argv[1:])
+        for argument in arguments:
+            mapped.append(argument)
+            if argument == "--host":
+                assert next(arguments) == "0.0.0.0"
+                mapped.append("127.0.0.1")
+            elif argument == "--port":
+                assert int(next(arguments)) == container_port(service)
+                mapped.append(str(self.ports[name]))
+            else:
+                mapped[-1] = self.value(argument, service)
+        return mapped
+
+    def health_command(self, name: str) -> list[str] | None:
+        check = healthcheck_of(self.services[name])
+        if check is None:
+            return None
+        port = container_port(self.services[name])
+        local = [part.replace(f"127.0.0.1:{port}/", f"127.0.0.1:{self.ports[name]}/") for part in check]
+        if local[0] == "python":
+            local[0] = sys.executable
+        return local
+
+    def gateway_config(self) -> Path:
+        """compose's gateway configuration on this run's ports, writing under this run's folder."""
+        folder = self.root / "gateway"
+        folder.mkdir(exist_ok=True)
+        text = GATEWAY_CONFIG.read_text()
+        text = re.sub(r"http://[\w.-]+:\d+", lambda match: self.url(match.group(0)), text)
+        text = re.sub(r"listen\s+\d+\s*;", f"listen 127.0.0.1:{self.ports['gateway']};", text)
+        text = text.replace(" /tmp/", f" {folder}/")
+        config = folder / "nginx.conf"
+        config.write_text(text)
+        return config
+
+    def database_statements(self) -> list[str]:
+        """The init script's statements on this run's database names."""
+        statements = [s.strip() for s in POSTGRES_INIT.read_text().split(";")]
+        statements = [re.sub(r"^(--[^\n]*\n)*", "", s).strip() for s in statements]
+        renamed = [
+            re.sub(
+                r"^CREATE DATABASE (\w+)$",
+                lambda m: f'CREATE DATABASE "{self.database_prefix}{m.group(1)}"',
+                s,
+            )
+            for s in statements
+            if s
+        ]
+        assert renamed, "the init script creates no database"
+        assert all(s.startswith('CREATE DATABASE "') for s in renamed), renamed
+        return renamed
+
+    def databases(self) -> list[str]:
+        return [re.findall(r'"(.+)"', statement)[0] for statement in self.database_statements()]
+
+
+class Stack:
+    """The processes of one run, started as compose would order them."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.finished: set[str] = set()
+        self.healthy: set[str] = set(MACHINE_SERVERS)
+        self.started_order: list[str] = []
+        self.logs = sandbox.root / "logs"
+        self.logs.mkdir(exist_ok=True)
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def ready_to_start(self, name: str) -> bool:
+        for target, condition in self.sandbox.services[name].get("depends_on", {}).items():
+            wanted = (
+                self.finished if condition["condition"] == "service_completed_successfully" else self.healthy
+            )
+            if target not in wanted:
+                return False
+        return True
+
+    def start(self, name: str) -> None:
+        service = self.sandbox.services[name]
+        if name == "gateway":
+            nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+            argv = [
+                nginx,
+                "-e",
+                "stderr",
+                "-p",
+                f"{self.sandbox.root / 'gateway'}/",
+                "-c",
+                str(self.sandbox.gateway_config()),
+                "-g",
+                "daemon off;",
+            ]
+            environment = {"PATH": os.environ.get("PATH", "")}
+        else:
+            argv = self.sandbox.command(name, command_of(service))
+            environment = self.sandbox.environment(service)
+        work = self.sandbox.root / "work" / name
+        work.mkdir(parents=True, exist_ok=True)
+        with (self.logs / f"{name}.log").open("wb") as output:
+            self.processes[name] = subprocess.Popen(
+                argv,
+                cwd=work,
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started_order.append(name)
+
+    def passes_health_check(self, name: str) -> bool:
+        check = self.sandbox.health_command(name)
+        assert check is not None
+        if shutil.which(check[0]) is None and not Path(check[0]).exists():
+            # The check's tool is not on this machine; ask its URL the same way.
+            (url,) = [part for part in check if part.startswith("http://")]
+            try:
+                return httpx.get(url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+        return subprocess.run(check, capture_output=True, check=False, timeout=10).returncode == 0
+
+    def up(self) -> None:
+        """Start everything in dependency order; fail with the log of what did not come up."""
+        # This repository's images and the gateway; anything else in the file is not needed by them.
+        waiting = [
+            name
+            for name, service in self.sandbox.services.items()
+            if code_of(service) is not None or name == "gateway"
+        ]
+        for name in waiting:
+            outside = set(self.sandbox.services[name].get("depends_on", {})) - set(waiting) - MACHINE_SERVERS
+            assert not outside, f"{name} waits for {outside}, which this test does not run"
+        deadline = time.monotonic() + START_TIMEOUT
+        while waiting or not set(self.processes) <= self.finished | self.healthy:
+            for name in [n for n in waiting if self.ready_to_start(n)]:
+                waiting.remove(name)
+                self.start(name)
+            for name, process in self.processes.items():
+                if name in self.finished or name in self.healthy:
+                    continue
+                code = process.poll()
+                one_shot = is_one_shot(self.sandbox.services[name])
+                if code is not None:
+                    assert one_shot, f"{name} stopped ({code}):\n{self.log(name)}"
+                    assert code == 0, f"{name} failed ({code}):\n{self.log(name)}"
+                    self.finished.add(name)
+                elif not one_shot and self.passes_health_check(name):
+                    self.healthy.add(name)
+            if time.monotonic() > deadline:
+                late = sorted(set(self.processes) - self.finished - self.healthy) + waiting
+                logs = "\n".join(f"--- {name}\n{self.log(name)}" for name in late)
+                pytest.fail(f"not up after {START_TIMEOUT:.0f}s: {late}\n{logs}")
+            time.sleep(0.1)
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM to every process still running, the gateway first; their exit codes."""
+        running = [name for name in reversed(self.started_order) if self.processes[name].poll() is None]
+        codes: dict[str, int] = {}
+        for name in running:
+            self.processes[name].send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for name in running:
+            process = self.processes[name]
+            try:
+                codes[name] = process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                codes[name] = -signal.SIGKILL
+        return codes
+
+
+async def create_databases(sandbox: Sandbox) -> None:
+    async with server_connection(POSTGRES_SERVER_URL + "/postgres") as connection:
+        for statement in sandbox.database_statements():
+            await connection.execute(statement)
+
+
+async def remove_databases(sandbox: Sandbox) -> None:
+    for database in sandbox.databases():
+        await drop_database(f"{POSTGRES_SERVER_URL}/{database}")
+
+
+@pytest.fixture(scope="module")
+def stack(compose_services: dict[str, Json], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    sandbox = Sandbox(compose_services, tmp_path_factory.mktemp("compose-as-processes"))
+    asyncio.run(create_databases(sandbox))
+    started = Stack(sandbox)
+    try:
+        started.up()
+        yield started
+    finally:
+        started.stop()
+        asyncio.run(remove_databases(sandbox))
+        namespace = BrokerNamespace(
+            prefix=sandbox.broker_prefix, legacy_prefix=f"{sandbox.broker_prefix}legacy_"
+        )
+        asyncio.run(delete_broker_names(namespace))
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: Stack) -> str:
+    return f"http://127.0.0.1:{stack.sandbox.ports['gateway']}"
+
+
+@pytest.fixture(scope="module")
+def system(stack: Stack, gateway: str) -> System:
+    """The e2e tests' view of the system, every call through the gateway, tokens signed with the job's key."""
+    signing_volume = Path(
+        stack.sandbox.path(
+            stack.sandbox.services["web"]["environment"]["JWT_PRIVATE_KEY_FILE"],
+            stack.sandbox.services["web"],
+        )
+    ).parent
+    data_dir = stack.sandbox.root / "tokens"
+    data_dir.mkdir(exist_ok=True)
+    (data_dir / "keys").symlink_to(signing_volume, target_is_directory=True)
+
+    def ready() -> bool | None:
+        for name in ("orders", "delivery"):
+            response = httpx.get(f"http://127.0.0.1:{stack.sandbox.ports[name]}/health/ready", timeout=2)
+            if response.status_code != 200:
+                return None
+        return True
+
+    # Healthy is "the process answers"; the story also needs the consumers on the broker.
+    eventually(ready, what="orders and delivery to be ready", timeout=20)
+    return System(
+        orders_url=gateway,
+        delivery_url=gateway,
+        web_url=gateway,
+        data_dir=data_dir,
+        legacy_prefix="",
+        broker_prefix=stack.sandbox.broker_prefix,
+        log=stack.logs,
+    )
+
+
+def test_jobs_finish_before_the_services_that_wait_for_them(stack: Stack) -> None:
+    order = stack.started_order
+    for name in order:
+        for target in stack.sandbox.services[name].get("depends_on", {}):
+            if target not in MACHINE_SERVERS:
+                assert order.index(target) < order.index(name), f"{name} started before {target}"
+    assert {"keys", "orders-migrate", "delivery-migrate", "web-migrate"} <= stack.finished
+    assert {"orders", "delivery", "web", "gateway"} <= stack.healthy
+
+
+def test_the_story_ends_delivered_through_the_gateway(system: System) -> None:
+    story.test_the_whole_story_ends_delivered(system)
+
+
+def test_a_demo_account_signs_in_to_the_console_through_the_gateway(gateway: str) -> None:
+    customer = next(account for account in DEMO_ACCOUNTS if account.role.value == "customer")
+    form = httpx.get(f"{gateway}/login", timeout=10)
+    assert form.status_code == 200, form.text
+    visitor = form.cookies.get("dh_visitor")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert visitor
+    assert csrf
+
+    # Secure cookies are kept by hand: a client sends them only over HTTPS, a browser also to localhost.
+    signed_in = httpx.post(
+        f"{gateway}/login",
+        data={"email": customer.email, "password": DEMO_PASSWORD, "csrf_token": csrf.group(1), "next": "/"},
+        headers={"Cookie": f"dh_visitor={visitor}"},
+        timeout=10,
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    session = signed_in.cookies.get("dh_session")
+    assert session
+
+    # The page lists the customer's orders from the orders API, called with a token the console signed.
+    page = httpx.get(f"{gateway}/orders", headers={"Cookie": f"dh_session={session}"}, timeout=10)
+    assert page.status_code == 200, page.text
+    assert 'class="banner"' not in page.text, "the console could not reach the orders API"
+
+
+def test_every_process_stops_cleanly_on_sigterm(stack: Stack) -> None:
+    codes = stack.stop()
+    assert set(codes) == {"orders", "delivery", "web", "gateway"}
+    # uvicorn ends by re-raising the signal it handled, so a clean stop also reads as "terminated".
+    failed = {
+        name: code
+        for name, code in codes.items()
+        if code not in (0, -signal.SIGTERM)
+        or (name != "gateway" and "Application shutdown complete" not in stack.log(name))
+    }
+    assert not failed, "\n".join(f"{name} exited {code}:\n{stack.log(name)}" for name, code in failed.items())
