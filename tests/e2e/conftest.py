@@ -167,7 +167,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
 DEMO_PASSWORD: str = WebSettings.model_fields["demo_password"].default
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's synchronous API keeps an event loop running while it is open, which
+# the asynchronous tests of later modules could not share.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
