@@ -50,7 +50,8 @@ async def get_delivery(
     return DeliveryOut.of(await service.get_delivery(principal, delivery_id))
 
 
-@router.post("/delivery/{delivery_id}/appoint", responses=error_responses(404, 409))
+# 400: a body that is not UTF-8; 413: one over the size limit.
+@router.post("/delivery/{delivery_id}/appoint", responses=error_responses(400, 404, 409, 413))
 async def appoint_courier(
     delivery_id: uuid.UUID, body: AppointRequest, _: Manager, service: ServiceDep
 ) -> DeliveryOut:

@@ -149,10 +149,16 @@ class DeliveryService:
     ) -> Delivery:
         """The delivery, if the caller may see it: a courier sees only their own."""
         delivery = await self._deliveries.get(delivery_id, for_update=for_update)
-        if delivery is None or delivery.address is None:
-            raise DeliveryNotFound(f"there is no delivery {delivery_id}")
-        if principal.role is Role.COURIER and delivery.deliveryman_id != principal.deliveryman_id:
-            raise DeliveryNotFound(f"there is no delivery {delivery_id} appointed to you")
+        is_courier = principal.role is Role.COURIER
+        if (
+            delivery is None
+            or delivery.address is None
+            or (is_courier and delivery.deliveryman_id != principal.deliveryman_id)
+        ):
+            # Word for word the same whether it exists or is another's: a courier cannot probe ids.
+            raise DeliveryNotFound(
+                f"there is no delivery {delivery_id}{' appointed to you' if is_courier else ''}"
+            )
         return delivery
 
 

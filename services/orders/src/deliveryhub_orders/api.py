@@ -40,7 +40,8 @@ IdempotencyKey = Annotated[
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=OrderOut,
-    responses=error_responses(409),
+    # 400: a body that is not UTF-8; 413: one over the size limit.
+    responses=error_responses(400, 409, 413),
 )
 async def place_order(
     body: OrderCreate, principal: Customer, service: ServiceDep, idempotency_key: IdempotencyKey = None

@@ -1,0 +1,1 @@
+"""Security tests: who may call what, on whose objects, with which tokens and bodies; and fuzzing."""
