@@ -22,6 +22,11 @@ import aio_pika
 import aiormq
 import asyncpg
 import pytest
+
+# Imported here, at the start: schemathesis's plugin imports its report writer when the session
+# ends, and on Python 3.11.7 parsing a module that late (pytest rewrites the plugin's asserts)
+# can fail with "AST constructor recursion depth mismatch", failing a green run.
+import schemathesis.reporting.html.writer  # noqa: F401
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 from sqlalchemy import MetaData, String, pool
 from sqlalchemy.ext.asyncio import create_async_engine

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+
+# Reads the server's bytes of one connection, chunk by chunk; True holds that chunk and the rest.
+ReplyWatcher = Callable[[bytes], bool]
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:`port` to `target`; `cut()` drops every connection and refuses new ones."""
+    """Forwards 127.0.0.1:`port` to `target`; `cut()` drops every connection and refuses new ones.
+
+    With a `reply_watcher` (a factory called for each new connection), the server's bytes of each
+    connection are shown to a watcher before they are forwarded; once it answers True, that chunk
+    and everything after it are held back from the client, as if the line had frozen at that very
+    point, and `held` is set.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
@@ -15,6 +25,8 @@ class TcpProxy:
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._open = True
+        self.reply_watcher: Callable[[], ReplyWatcher] | None = None
+        self.held = asyncio.Event()
         self.port = 0
 
     async def start(self) -> TcpProxy:
@@ -53,17 +65,23 @@ class TcpProxy:
             client_writer.close()
             return
         self._writers.update((client_writer, server_writer))
+        watcher = self.reply_watcher() if self.reply_watcher is not None else None
         pipes = (
             asyncio.create_task(self._pipe(client_reader, server_writer)),
-            asyncio.create_task(self._pipe(server_reader, client_writer)),
+            asyncio.create_task(self._pipe(server_reader, client_writer, watcher)),
         )
         self._pipes.update(pipes)
         for pipe in pipes:
             pipe.add_done_callback(self._pipes.discard)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, watcher: ReplyWatcher | None = None
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if watcher is not None and watcher(data):
+                    self.held.set()
+                    await asyncio.Event().wait()  # frozen here until the line is cut or closed
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):

@@ -79,6 +79,10 @@ class RetryLater(Exception):
     """A handler cannot apply the event yet, for a reason that will pass."""
 
 
+class MessageTooLarge(MalformedEvent):
+    """The message is larger than any event this system sends; it is not even read."""
+
+
 def cloud_event_decoder(routes: Mapping[str, EventRoute]) -> Decoder:
     """Decode a structured CloudEvent whose short type has a route."""
 
@@ -179,6 +183,7 @@ class InboxConsumer:
         routes: Mapping[str, EventRoute],
         decoder: Decoder | None = None,
         prefetch: int = 32,
+        max_message_bytes: int = 1_048_576,
         max_backoff_seconds: float = 15.0,
         retry_delays: Sequence[float] = (),
         metrics: Metrics | None = None,
@@ -192,8 +197,9 @@ class InboxConsumer:
         self._routes = routes
         self._decode = decoder or cloud_event_decoder(routes)
         self._prefetch = prefetch
+        self._max_message_bytes = max_message_bytes
         self._max_backoff = max_backoff_seconds
-        self._consecutive_transient = 0
+        self._failing_since: float | None = None
         self._subscription: Subscription | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -234,6 +240,11 @@ class InboxConsumer:
     async def _handle(self, message: IncomingMessage) -> None:
         started = time.perf_counter()
         try:
+            if len(message.body) > self._max_message_bytes:
+                raise MessageTooLarge(
+                    f"the message is {len(message.body)} bytes, "
+                    f"more than the {self._max_message_bytes} bytes an event may have"
+                )
             decoded = self._decode(message)
             route = self._routes.get(decoded.key)
             if route is None:
@@ -274,7 +285,7 @@ class InboxConsumer:
                     logger.exception("%s: unexpected failure applying %s", self.name, decoded.event_id)
                 await self.dead_letter(message, error, key=decoded.key)
             return
-        self._consecutive_transient = 0
+        self._failing_since = None
         await message.ack()
         outcome = "applied" if applied else "duplicate"
         self._metrics.events_consumed.labels(decoded.key, outcome).inc()
@@ -312,8 +323,11 @@ class InboxConsumer:
 
     async def _hold_and_requeue(self, message: IncomingMessage, error: BaseException) -> None:
         """Return the message to the queue after a pause that grows while the cause persists."""
-        self._consecutive_transient += 1
-        delay = min(0.25 * 2**self._consecutive_transient, self._max_backoff)
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        # The pause grows with how long the cause has lasted, not with how many messages in hand met it.
+        delay = min(max(0.5, now - self._failing_since), self._max_backoff)
         logger.warning("%s: %s, returning the message to the queue in %.1fs", self.name, error, delay)
         await asyncio.sleep(delay)
         await message.reject(requeue=True)

@@ -64,6 +64,8 @@ class ServiceSettings(BaseSettings):
     keys_dir: Path = DEFAULT_KEYS_DIR
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A larger message is dead-lettered unread: no event of this system comes near it.
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
 
     log_level: str = "INFO"
     # JSON lines unless the output is a terminal; set to force either.

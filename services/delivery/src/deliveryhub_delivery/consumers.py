@@ -66,6 +66,7 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             routes=routes,
             decoder=decoder,
             prefetch=settings.consumer_prefetch,
+            max_message_bytes=settings.max_message_bytes,
             retry_delays=runtime.settings.retry_delays_seconds,
             metrics=runtime.metrics,
         )

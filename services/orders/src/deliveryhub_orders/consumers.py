@@ -46,6 +46,7 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             inbox_model=InboxMessage,
             routes=DELIVERY_EVENT_ROUTES,
             prefetch=runtime.settings.consumer_prefetch,
+            max_message_bytes=runtime.settings.max_message_bytes,
             retry_delays=runtime.settings.retry_delays_seconds,
             metrics=runtime.metrics,
         )
