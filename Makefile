@@ -1,4 +1,5 @@
-# The two commands: `make up` starts the whole system, `make test` runs every check and test.
+# The two commands: `make up` starts the whole system (on PostgreSQL and RabbitMQ, or, when neither
+# answers, embedded in one process), `make test` runs every check and test.
 # Each installs what it needs: uv from the package index, then the workspace from uv.lock.
 
 PYTHON ?= python3

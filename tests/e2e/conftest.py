@@ -1,8 +1,10 @@
-"""The whole system started by `deliveryhub up` as real processes, on its own names."""
+"""The whole system started by `deliveryhub up`, on its own names: on the real PostgreSQL and
+RabbitMQ, and again as the embedded system it falls back to when neither answers."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -68,6 +70,8 @@ class System:
     legacy_prefix: str
     broker_prefix: str
     log: Path
+    # "servers" (PostgreSQL and RabbitMQ) or "embedded" (one process, SQLite, in-process broker)
+    mode: str = "servers"
     orders: httpx.Client = field(init=False)
     delivery: httpx.Client = field(init=False)
 
@@ -91,8 +95,16 @@ async def _delete_broker_names(names: list[str], exchange: str) -> None:
         await channel.exchange_delete(exchange)
 
 
-@pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+@pytest.fixture(scope="session", params=["servers", "embedded"])
+def system(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """The running system; every test that takes it runs against both modes."""
+    if request.param == "embedded":
+        yield from embedded_system(tmp_path_factory)
+    else:
+        yield from system_on_servers(tmp_path_factory)
+
+
+def system_on_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     run = uuid.uuid4().hex[:8]
     database_prefix = f"e2e_{run}_"
     broker_prefix = f"e2e-{run}."
@@ -160,6 +172,102 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         for database in ("orders", "delivery", "web"):
             run_async(drop_database(f"{DEFAULT_POSTGRES}/{database_prefix}{database}"))
     assert code == 0, f"`deliveryhub up` did not stop cleanly on Ctrl-C ({code}):\n{log.read_text()}"
+
+
+def closed_server_environment() -> tuple[dict[str, str], int, int]:
+    """The environment of a machine whose PostgreSQL and RabbitMQ do not answer: both point at
+    local ports where nothing listens; and those two ports."""
+    postgres_port, amqp_port = free_port(), free_port()
+    environment = {
+        **os.environ,
+        "POSTGRES_SERVER_URL": f"postgresql://postgres@127.0.0.1:{postgres_port}",
+        "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{amqp_port}/",
+    }
+    return environment, postgres_port, amqp_port
+
+
+def start_embedded(
+    system: System, *extra: str, environment: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`deliveryhub up` on the system's data folder and ports, its output appended to the log,
+    once it reports the system up."""
+    with system.log.open("ab") as output:
+        process = subprocess.Popen(
+            [
+                DELIVERYHUB,
+                "up",
+                *extra,
+                "--data-dir",
+                str(system.data_dir),
+                "--broker-prefix",
+                system.broker_prefix,
+                "--orders-port",
+                str(port_of(system.orders_url)),
+                "--delivery-port",
+                str(port_of(system.delivery_url)),
+                "--web-port",
+                str(port_of(system.web_url)),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+    starts = system.log.read_text().count("Delivery Hub is up")
+    eventually(
+        lambda: (
+            True
+            if system.log.read_text().count("Delivery Hub is up") > starts or process.poll() is not None
+            else None
+        ),
+        what="`deliveryhub up` to report the system up",
+        timeout=90,
+    )
+    assert process.poll() is None, f"`deliveryhub up` exited:\n{system.log.read_text()}"
+    return process
+
+
+def stop(process: subprocess.Popen[bytes], log: Path) -> None:
+    """Ctrl-C, and a clean exit within the grace period."""
+    process.send_signal(signal.SIGINT)
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = -1
+    assert code == 0, f"`deliveryhub up` did not stop cleanly on Ctrl-C ({code}):\n{log.read_text()}"
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def new_embedded_system(folder: Path) -> System:
+    return System(
+        orders_url=f"http://127.0.0.1:{free_port()}",
+        delivery_url=f"http://127.0.0.1:{free_port()}",
+        web_url=f"http://127.0.0.1:{free_port()}",
+        data_dir=folder / "data",
+        # The in-process broker cannot be reached from another process: no teaching-design queues.
+        legacy_prefix="",
+        broker_prefix="",
+        log=folder / "up.log",
+        mode="embedded",
+    )
+
+
+def embedded_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """`deliveryhub up` alone on a machine where neither server answers: the embedded system."""
+    started = new_embedded_system(tmp_path_factory.mktemp("deliveryhub-embedded"))
+    environment, postgres_port, amqp_port = closed_server_environment()
+    process = start_embedded(started, environment=environment)
+    try:
+        said = [line for line in started.log.read_text().splitlines() if "embedded" in line.lower()]
+        assert said, started.log.read_text()
+        assert f"PostgreSQL (127.0.0.1:{postgres_port})" in said[0]
+        assert f"RabbitMQ (127.0.0.1:{amqp_port})" in said[0]
+        yield started
+    finally:
+        stop(process, started.log)
 
 
 CHROMIUM = "/usr/bin/chromium"

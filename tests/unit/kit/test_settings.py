@@ -72,6 +72,7 @@ def test_each_service_defaults_to_its_own_database() -> None:
         ("postgresql+psycopg2://h/d", "postgresql+asyncpg://h/d"),
         ("postgresql+asyncpg://h/d", "postgresql+asyncpg://h/d"),
         ("sqlite+aiosqlite:///delivery.db", "sqlite+aiosqlite:///delivery.db"),
+        ("sqlite:////var/lib/delivery.sqlite3", "sqlite+aiosqlite:////var/lib/delivery.sqlite3"),
     ],
 )
 def test_postgres_urls_use_the_asyncio_driver(given: str, used: str) -> None:
@@ -80,6 +81,12 @@ def test_postgres_urls_use_the_asyncio_driver(given: str, used: str) -> None:
 
 def test_amqp_url_has_the_documented_default() -> None:
     assert ServiceSettings().amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def test_the_broker_url_may_also_be_given_as_broker_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_URL", "memory:///tmp/broker.sqlite3")
+
+    assert ServiceSettings().amqp_url == "memory:///tmp/broker.sqlite3"
 
 
 def test_production_without_a_public_key_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:

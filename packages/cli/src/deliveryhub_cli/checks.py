@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aio_pika
@@ -16,16 +17,34 @@ class NotReachable(Exception):
     """A server the system needs does not answer; the message says how to start it."""
 
 
+def where(server_url: str) -> str:
+    """The `host:port` of a PostgreSQL or RabbitMQ URL."""
+    if server_url.startswith(("amqp://", "amqps://")):
+        url = make_url("postgresql://" + server_url.split("://", 1)[1])
+        return f"{url.host or '127.0.0.1'}:{url.port or 5672}"
+    url = make_url(async_database_url(server_url))
+    return f"{url.host or '127.0.0.1'}:{url.port or 5432}"
+
+
+async def unreachable(postgres_url: str, amqp_url: str) -> list[NotReachable]:
+    """Which of the two servers does not answer, checked together."""
+    outcomes = await asyncio.gather(
+        check_postgres(postgres_url), check_rabbitmq(amqp_url), return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, NotReachable):
+            raise outcome
+    return [outcome for outcome in outcomes if isinstance(outcome, NotReachable)]
+
+
 async def check_postgres(postgres_url: str) -> None:
-    url = make_url(async_database_url(postgres_url))
     try:
         async with server_connection(postgres_url, connect_timeout=3):
             pass
     except (TimeoutError, OSError, asyncpg.PostgresError) as error:
-        where = f"{url.host or '127.0.0.1'}:{url.port or 5432}"
         raise NotReachable(
-            f"PostgreSQL does not answer at {where} ({type(error).__name__}: {error}); start it "
-            "(e.g. `pg_ctlcluster <version> main start`) or pass --postgres URL"
+            f"PostgreSQL does not answer at {where(postgres_url)} ({type(error).__name__}: {error}); "
+            "start it (e.g. `pg_ctlcluster <version> main start`), pass --postgres URL, or use --embedded"
         ) from error
 
 
@@ -36,9 +55,8 @@ async def check_rabbitmq(amqp_url: str) -> None:
     try:
         connection = await aio_pika.connect(amqp_url, timeout=3)
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPException) as error:
-        where = make_url(amqp_url.replace("amqp://", "postgresql://", 1))
         raise NotReachable(
-            f"RabbitMQ does not answer at {where.host}:{where.port or 5672} ({type(error).__name__}: "
-            f"{error}); start it (e.g. `rabbitmq-server -detached`) or pass --amqp URL"
+            f"RabbitMQ does not answer at {where(amqp_url)} ({type(error).__name__}: "
+            f"{error}); start it (e.g. `rabbitmq-server -detached`), pass --amqp URL, or use --embedded"
         ) from error
     await connection.close()

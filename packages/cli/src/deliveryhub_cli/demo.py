@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq
 import httpx
 
 from deliveryhub_cli.tokens import make_token
@@ -132,9 +134,13 @@ class Demo:
         print(f"   order: {self.order_in(order_id, 'canceled')['status']}")
 
     def legacy(self, amqp_url: str, legacy_prefix: str) -> None:
-        print(f"8. A teaching-design producer writes to {legacy_prefix}order_created_queue")
-        order_id = str(uuid.uuid4())
         created_queue, paid_queue = legacy_queues(legacy_prefix)
+        unusable = asyncio.run(why_not_writable(amqp_url, (created_queue, paid_queue)))
+        if unusable:
+            print(f"8. (skipped) A teaching-design producer: {unusable}")
+            return
+        print(f"8. A teaching-design producer writes to {created_queue}")
+        order_id = str(uuid.uuid4())
         date = (datetime.now(UTC) + timedelta(days=2)).isoformat()
         asyncio.run(
             publish_plain(
@@ -144,6 +150,26 @@ class Demo:
         print(f"   delivery: {self.delivery_in(order_id, 'created')['status']}")
         asyncio.run(publish_plain(amqp_url, paid_queue, {"id": order_id}))
         print(f"   after {paid_queue}: {self.delivery_in(order_id, 'activated')['status']}")
+
+
+async def why_not_writable(amqp_url: str, queues: tuple[str, ...]) -> str | None:
+    """Why a producer could not write to the queues on RabbitMQ (None if it can): the embedded
+    system, for one, uses no RabbitMQ, and declares no such queue there."""
+    # The client logs each failed attempt itself; the line the caller prints says it better.
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+    logging.getLogger("aio_pika").setLevel(logging.CRITICAL)
+    try:
+        connection = await aio_pika.connect(amqp_url, timeout=5)
+    except (TimeoutError, OSError, aio_pika.exceptions.AMQPException) as error:
+        return f"RabbitMQ does not answer ({type(error).__name__})"
+    async with connection:
+        channel = await connection.channel()
+        for queue in queues:
+            try:
+                await channel.declare_queue(queue, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return f"RabbitMQ has no queue {queue}: the running system does not consume it"
+    return None
 
 
 async def publish_plain(amqp_url: str, queue: str, body: Json) -> None:

@@ -28,14 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def server_options(command: argparse.ArgumentParser) -> None:
+        # Left None when not given: `up` falls back to the embedded system only then.
         command.add_argument(
             "--postgres",
-            default=os.environ.get("POSTGRES_SERVER_URL", DEFAULT_POSTGRES),
-            help="PostgreSQL server URL, without a database (default: %(default)s)",
+            help="PostgreSQL server URL, without a database (default: $POSTGRES_SERVER_URL, "
+            f"else {DEFAULT_POSTGRES})",
         )
-        command.add_argument(
-            "--amqp", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL), help="RabbitMQ URL"
-        )
+        command.add_argument("--amqp", help=f"RabbitMQ URL (default: $AMQP_URL, else {DEFAULT_AMQP_URL})")
         command.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="local keys and data")
         command.add_argument(
             "--database-prefix",
@@ -50,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--delivery-port", type=int, default=8002)
     up.add_argument("--web-port", type=int, default=8000)
     up.add_argument("--broker-prefix", default=os.environ.get("BROKER_PREFIX", ""))
+    up.add_argument(
+        "--embedded",
+        action="store_true",
+        help="run in this one process on SQLite files and an in-process broker, in --data-dir "
+        "(what `up` does by itself when neither server answers and no URL was given)",
+    )
+    up.add_argument(
+        "--reset",
+        action="store_true",
+        help="with the embedded system: delete its databases and messages first",
+    )
     up.add_argument(
         "--legacy-queue-prefix",
         default=os.environ.get("LEGACY_QUEUE_PREFIX", DEFAULT_LEGACY_PREFIX),
@@ -100,15 +110,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _postgres(arguments: argparse.Namespace) -> str:
+    given: str | None = arguments.postgres
+    return given or os.environ.get("POSTGRES_SERVER_URL", DEFAULT_POSTGRES)
+
+
+def _amqp(arguments: argparse.Namespace) -> str:
+    given: str | None = arguments.amqp
+    return given or os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
+
+
 def _migrate(arguments: argparse.Namespace) -> int:
+    postgres = _postgres(arguments)
     try:
-        asyncio.run(check_postgres(arguments.postgres))
+        asyncio.run(check_postgres(postgres))
     except NotReachable as error:
         print(f"deliveryhub migrate: {error}", file=sys.stderr)
         return 2
     for service in SERVICES:
         if arguments.service in ("all", service.name):
-            url = asyncio.run(prepare_database(arguments.postgres, service, arguments.database_prefix))
+            url = asyncio.run(prepare_database(postgres, service, arguments.database_prefix))
             migrate(url, service)
             print(f"{service.name}: migrated to the newest revision")
     return 0
@@ -117,10 +138,13 @@ def _migrate(arguments: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
     if arguments.command == "up":
+        servers_given = arguments.postgres is not None or arguments.amqp is not None
+        if arguments.embedded and servers_given:
+            _parser().error("--embedded runs without servers: leave out --postgres and --amqp")
         code = run_up(
             UpOptions(
-                postgres=arguments.postgres,
-                amqp=arguments.amqp,
+                postgres=_postgres(arguments),
+                amqp=_amqp(arguments),
                 host=arguments.host,
                 data_dir=arguments.data_dir,
                 broker_prefix=arguments.broker_prefix,
@@ -131,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
                     "delivery": arguments.delivery_port,
                     "web": arguments.web_port,
                 },
+                embedded=arguments.embedded,
+                reset=arguments.reset,
+                servers_given=servers_given,
             )
         )
     elif arguments.command == "migrate":

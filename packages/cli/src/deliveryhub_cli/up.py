@@ -1,4 +1,5 @@
-"""`deliveryhub up`: databases, migrations, both services as processes, until Ctrl-C."""
+"""`deliveryhub up`: databases, migrations, the services as processes, until Ctrl-C; or, with
+neither server around, the embedded system in this process."""
 
 from __future__ import annotations
 
@@ -13,13 +14,11 @@ from pathlib import Path
 
 import httpx
 
-from deliveryhub_cli.checks import NotReachable, check_postgres, check_rabbitmq
+from deliveryhub_cli.banner import print_welcome
+from deliveryhub_cli.checks import NotReachable, check_postgres, check_rabbitmq, unreachable, where
+from deliveryhub_cli.embedded import run_embedded
 from deliveryhub_cli.services import SERVICES, ServiceSpec, migrate, prepare_database
 from deliveryhub_kit.keys import ensure_development_keys
-from deliveryhub_web.service import DEMO_ACCOUNTS
-from deliveryhub_web.settings import WebSettings
-
-DEMO_PASSWORD = WebSettings.model_fields["demo_password"].default
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,12 @@ class UpOptions:
     legacy_queue_prefix: str
     ports: dict[str, int]
     ready_timeout: float = 60.0
+    # Run in this process on SQLite and the in-process broker, without asking for the servers.
+    embedded: bool = False
+    # Delete the embedded system's databases and messages first.
+    reset: bool = False
+    # A server URL was given on the command line: use the servers or fail, never fall back.
+    servers_given: bool = False
 
 
 class Stack:
@@ -107,6 +112,21 @@ def wait_until_ready(stack: Stack, urls: dict[str, str], timeout: float) -> None
 
 
 def run_up(options: UpOptions) -> int:
+    if options.embedded:
+        return run_embedded(options)
+    if not options.servers_given:
+        missing = asyncio.run(unreachable(options.postgres, options.amqp))
+        if len(missing) == 2:
+            print(
+                f"Neither PostgreSQL ({where(options.postgres)}) nor RabbitMQ ({where(options.amqp)}) "
+                "answers: starting the embedded system (SQLite files and an in-process broker, "
+                f"in {options.data_dir}/) instead",
+                flush=True,
+            )
+            return run_embedded(options)
+    if options.reset:
+        print("deliveryhub up: --reset clears the embedded system's data; add --embedded", file=sys.stderr)
+        return 2
     print("Delivery Hub: preparing")
     try:
         database_urls = prepare(options)
@@ -150,21 +170,7 @@ def run_up(options: UpOptions) -> int:
         stack.stop()
         return 1
 
-    print("\nDelivery Hub is up:")
-    print(f"  console   {bases['web']}")
-    for name in ("orders", "delivery"):
-        print(f"  {name:9} {bases[name]}   (API docs: {bases[name]}/docs)")
-    if options.legacy_queue_prefix:
-        print(
-            f"  legacy    queues {options.legacy_queue_prefix}order_created_queue, "
-            f"{options.legacy_queue_prefix}order_paid_queue"
-        )
-    print(f"\nDemo accounts (password: {DEMO_PASSWORD}):")
-    for account in DEMO_ACCOUNTS:
-        print(f"  {account.role.value:9} {account.email}")
-    print("\nTry it:  deliveryhub demo            (the whole story over HTTP)")
-    print("         deliveryhub token --role manager")
-    print("Press Ctrl-C to stop.")
+    print_welcome(bases, legacy_prefix=options.legacy_queue_prefix)
 
     while not stopping:
         if exited := stack.exited():

@@ -87,7 +87,7 @@ class Subscription(Protocol):
 
 
 class Broker(Protocol):
-    """What the services need of a broker; RabbitMQ in production, in-process for tests later."""
+    """What the services need of a broker: RabbitMQ, or the in-process one of the embedded mode."""
 
     @property
     def connected(self) -> bool: ...

@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import DateTime, MetaData, Numeric, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -34,6 +39,63 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment in time, read back aware on both databases.
+
+    PostgreSQL keeps `timestamptz`; SQLite keeps text without a zone, so the moment is written in
+    UTC (text of one zone sorts and compares as time does) and read back as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and dialect.name == "sqlite" and value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A decimal of fixed scale: PostgreSQL's `numeric`; SQLite has no exact decimal and keeps a
+    float, read back rounded to the scale (exact up to 15 digits)."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        super().__init__(precision=precision, scale=scale)
+        self._precision = precision
+        self._scale = scale
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            # Floats both ways, and the rounding below, instead of SQLAlchemy's lossy-decimal warning.
+            return dialect.type_descriptor(Numeric(self._precision, self._scale, asdecimal=False))
+        return dialect.type_descriptor(self.impl_instance)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None or isinstance(value, Decimal):
+            return value
+        # The shortest repr of a float of at most 15 significant digits is the decimal it was.
+        return Decimal(str(value)).quantize(Decimal(1).scaleb(-self._scale))
+
+
+def dialect_insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT in the dialect of the session's database, so that `on_conflict_do_nothing`
+    works on PostgreSQL and SQLite alike."""
+    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
+    return sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
 class Database:
     """Owns a service's engine; hands out one transaction per request or message."""
 
@@ -46,15 +108,24 @@ class Database:
         timeout_seconds: float = 5.0,
         echo: bool = False,
     ) -> None:
-        self.engine: AsyncEngine = create_async_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=timeout_seconds,
-            pool_pre_ping=True,
-            echo=echo,
-            connect_args={"timeout": timeout_seconds, "command_timeout": timeout_seconds * 6},
-        )
+        if is_sqlite(url):
+            self.engine: AsyncEngine = _sqlite_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                timeout_seconds=timeout_seconds,
+                echo=echo,
+            )
+        else:
+            self.engine = create_async_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=timeout_seconds,
+                pool_pre_ping=True,
+                echo=echo,
+                connect_args={"timeout": timeout_seconds, "command_timeout": timeout_seconds * 6},
+            )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._commit_listeners: list[CommitListener] = []
 
@@ -77,3 +148,38 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _sqlite_engine(
+    url: str, *, pool_size: int, max_overflow: int, timeout_seconds: float, echo: bool
+) -> AsyncEngine:
+    """An engine on an SQLite file that serves one process's concurrent transactions safely.
+
+    Every transaction takes the write lock when it begins (`BEGIN IMMEDIATE`): a transaction that
+    read first and wrote later would otherwise fail at once when another wrote in between, where
+    PostgreSQL would have waited on a row lock. Waiting for the lock is SQLite's busy timeout.
+    """
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=timeout_seconds,
+        pool_pre_ping=True,
+        echo=echo,
+        connect_args={"timeout": timeout_seconds * 6},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(connection: Any, _: object) -> None:
+        connection.isolation_level = None  # the driver's own BEGIN is replaced by the one below
+        cursor = connection.cursor()
+        # Readers do not block the writer; a commit survives the process (not the machine) at once.
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, String
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from deliveryhub_kit.db import utcnow
+from deliveryhub_kit.db import UtcDateTime, dialect_insert, utcnow
 
 
 class InboxMessageMixin:
@@ -18,7 +17,7 @@ class InboxMessageMixin:
 
     event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     event_type: Mapped[str] = mapped_column(String(100))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 async def record_in_inbox(
@@ -26,10 +25,7 @@ async def record_in_inbox(
 ) -> bool:
     """Record the event as applied; False if it had been applied already."""
     values = {"event_id": event_id, "event_type": event_type, "received_at": utcnow()}
-    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
     statement = (
-        sqlite.insert(model).values(values).on_conflict_do_nothing()
-        if dialect == "sqlite"
-        else postgresql.insert(model).values(values).on_conflict_do_nothing()
-    ).returning(model.event_id)
+        dialect_insert(session, model).values(values).on_conflict_do_nothing().returning(model.event_id)
+    )
     return (await session.execute(statement)).first() is not None

@@ -50,6 +50,11 @@ async def current_revision(connection: AsyncConnection) -> str | None:
         result = await connection.execute(text("SELECT version_num FROM alembic_version"))
     except sa_exc.ProgrammingError:
         return None
+    except sa_exc.OperationalError:
+        # SQLite says "no such table" this way; on PostgreSQL it means the server is away.
+        if connection.dialect.name == "sqlite":
+            return None
+        raise
     return result.scalar_one_or_none()
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from opentelemetry.trace import SpanKind
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, delete, func, select
+from sqlalchemy import BigInteger, Index, Integer, String, Text, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
@@ -24,7 +24,7 @@ from deliveryhub_kit.broker import (
     OutgoingMessage,
 )
 from deliveryhub_kit.context import current_correlation_id, current_traceparent, trace_context
-from deliveryhub_kit.db import Database, utcnow
+from deliveryhub_kit.db import Database, UtcDateTime, utcnow
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.tracing import tracer
 
@@ -42,11 +42,11 @@ class OutboxMessageMixin:
     event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
     routing_key: Mapped[str] = mapped_column(String(100))
     body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     traceparent: Mapped[str | None] = mapped_column(String(64))
     correlation_id: Mapped[str | None] = mapped_column(String(128))
 
@@ -60,7 +60,7 @@ class OutboxMessageMixin:
                 "next_attempt_at",
                 "id",
                 postgresql_where="published_at IS NULL",
-                sqlite_where="published_at IS NULL",
+                sqlite_where=text("published_at IS NULL"),
             ),
             Index("ix_outbox_published_at", "published_at"),
         )
@@ -190,6 +190,7 @@ class OutboxRelay:
             .where(model.published_at.is_(None), model.next_attempt_at <= utcnow())
             .order_by(model.id)
             .limit(self._batch_size)
+            # SQLite has no row locks and drops this: its transactions hold the whole file instead.
             .with_for_update(skip_locked=True)
         )
         return (await session.scalars(query)).all()

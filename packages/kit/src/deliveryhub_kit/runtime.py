@@ -13,6 +13,7 @@ from typing import Protocol
 from deliveryhub_kit.broker import Broker, BrokerUnavailable, Topology
 from deliveryhub_kit.consumer import InboxConsumer
 from deliveryhub_kit.db import Database
+from deliveryhub_kit.memory_broker import MemoryBroker, is_memory_url
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.migrations import head_revision
 from deliveryhub_kit.outbox import OutboxMessageMixin, OutboxRelay
@@ -22,6 +23,17 @@ from deliveryhub_kit.settings import ServiceSettings
 logger = logging.getLogger(__name__)
 
 ConsumerFactory = Callable[["ServiceRuntime"], Sequence[InboxConsumer]]
+
+
+def open_broker(settings: ServiceSettings) -> Broker:
+    """The broker `AMQP_URL` names: RabbitMQ, or the in-process one for a `memory://` URL."""
+    if is_memory_url(settings.amqp_url):
+        return MemoryBroker(settings.amqp_url, name=settings.service_name)
+    return RabbitBroker(
+        settings.amqp_url,
+        publish_timeout_seconds=settings.publish_timeout_seconds,
+        name=settings.service_name,
+    )
 
 
 @dataclass(frozen=True)
@@ -80,11 +92,7 @@ class ServiceRuntime:
             max_overflow=settings.database_max_overflow,
             timeout_seconds=settings.database_timeout_seconds,
         )
-        self._broker: Broker = broker or RabbitBroker(
-            settings.amqp_url,
-            publish_timeout_seconds=settings.publish_timeout_seconds,
-            name=settings.service_name,
-        )
+        self._broker: Broker = broker or open_broker(settings)
         self.metrics = Metrics()
         self.metrics.watch_pool(self.database.engine)
         self.expected_revision = head_revision(wiring.migrations) if wiring.migrations else None

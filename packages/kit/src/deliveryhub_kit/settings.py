@@ -14,7 +14,7 @@ DEFAULT_KEYS_DIR = Path(".deliveryhub/keys")
 
 
 def async_database_url(url: str) -> str:
-    """Accept the usual `postgresql://` spelling and use the asyncio driver."""
+    """Accept the usual `postgresql://` and `sqlite:///` spellings and use the asyncio drivers."""
     for plain in (
         "postgresql://",
         "postgres://",
@@ -23,6 +23,8 @@ def async_database_url(url: str) -> str:
     ):
         if url.startswith(plain):
             return "postgresql+asyncpg://" + url.removeprefix(plain)
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
     return url
 
 
@@ -46,7 +48,8 @@ class ServiceSettings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_timeout_seconds: float = Field(default=5.0, gt=0)
 
-    amqp_url: str = DEFAULT_AMQP_URL
+    # RabbitMQ; or `memory://FILE`, the in-process broker of the embedded mode (see memory_broker.py).
+    amqp_url: str = Field(default=DEFAULT_AMQP_URL, validation_alias=AliasChoices("AMQP_URL", "BROKER_URL"))
     broker_prefix: str = ""
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     consumer_prefetch: int = Field(default=32, ge=1, le=10_000)

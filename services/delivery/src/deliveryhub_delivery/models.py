@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from deliveryhub_kit.db import make_metadata, utcnow
+from deliveryhub_kit.db import UtcDateTime, make_metadata, utcnow
 from deliveryhub_kit.inbox import InboxMessageMixin
 from deliveryhub_kit.outbox import OutboxMessageMixin
 
@@ -44,16 +44,16 @@ class Delivery(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     customer_id: Mapped[uuid.UUID | None]
     address: Mapped[str | None] = mapped_column(Text)
-    date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    date: Mapped[datetime | None] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(16))
     deliveryman_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deliverymen.id"))
     order_version: Mapped[int] = mapped_column(default=0)
     cancel_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
-    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    canceled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     deliveryman: Mapped[Deliveryman | None] = relationship(lazy="joined")
 

@@ -7,11 +7,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, Index, Numeric, String, Text
+from sqlalchemy import JSON, CheckConstraint, Index, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from deliveryhub_kit.db import make_metadata, utcnow
+from deliveryhub_kit.db import ExactDecimal, UtcDateTime, make_metadata, utcnow
 from deliveryhub_kit.inbox import InboxMessageMixin
 from deliveryhub_kit.outbox import OutboxMessageMixin
 
@@ -37,19 +37,19 @@ class Order(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     customer_id: Mapped[uuid.UUID]
     address: Mapped[str] = mapped_column(Text)
-    date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    date: Mapped[datetime] = mapped_column(UtcDateTime)
     items: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
-    total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    total: Mapped[Decimal] = mapped_column(ExactDecimal(14, 2))
     status: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(default=1)
     deliveryman_id: Mapped[uuid.UUID | None]
     deliveryman_name: Mapped[str | None] = mapped_column(String(200))
     cancel_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    canceled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class IdempotencyRecord(Base):
@@ -62,7 +62,7 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[uuid.UUID]
     response: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class OutboxMessage(OutboxMessageMixin, Base):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deliveryhub_kit.db import dialect_insert
 from deliveryhub_web.models import User, WebSession
 
 
@@ -21,7 +21,7 @@ class SqlAccountRepository:
     async def add_user(self, user: User) -> bool:
         """Insert the user; False if the e-mail is taken."""
         inserted = await self._session.execute(
-            postgresql.insert(User)
+            dialect_insert(self._session, User)
             .values(
                 id=user.id,
                 email=user.email,

@@ -63,7 +63,7 @@ def upgrade() -> None:
         ["next_attempt_at", "id"],
         unique=False,
         postgresql_where="published_at IS NULL",
-        sqlite_where="published_at IS NULL",
+        sqlite_where=sa.text("published_at IS NULL"),
     )
     op.create_table(
         "deliveries",
@@ -104,7 +104,7 @@ def downgrade() -> None:
         "ix_outbox_waiting",
         table_name="outbox",
         postgresql_where="published_at IS NULL",
-        sqlite_where="published_at IS NULL",
+        sqlite_where=sa.text("published_at IS NULL"),
     )
     op.drop_index("ix_outbox_published_at", table_name="outbox")
     op.drop_table("outbox")
