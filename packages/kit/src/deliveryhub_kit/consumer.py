@@ -304,22 +304,7 @@ class InboxConsumer:
         headers = _failure_headers(message, error)
         headers["x-attempts"] = attempt
         logger.warning("%s: %s; retrying %s in %ss (attempt %d)", self.name, error, key, delay, attempt)
-        try:
-            await self._broker.publish(
-                "",
-                Names.retry_queue(self.queue, delay),
-                OutgoingMessage(
-                    body=message.body,
-                    message_id=message.message_id or str(uuid.uuid4()),
-                    content_type=message.content_type or "application/octet-stream",
-                    headers=headers,
-                ),
-            )
-        except BrokerError as publish_error:
-            logger.error("%s: could not schedule a retry: %s", self.name, publish_error)
-            await message.reject(requeue=True)
-            return
-        await message.ack()
+        await self._move(message, Names.retry_queue(self.queue, delay), headers)
 
     async def _hold_and_requeue(self, message: IncomingMessage, error: BaseException) -> None:
         """Return the message to the queue after a pause that grows while the cause persists."""
@@ -350,10 +335,14 @@ class InboxConsumer:
             }
         )
         logger.error("%s: dead-lettering a message: %s: %s", self.name, type(error).__name__, error)
+        await self._move(message, self.dead_letter_queue, headers)
+
+    async def _move(self, message: IncomingMessage, queue: str, headers: dict[str, HeaderValue]) -> None:
+        """Publish a copy to `queue` and, once the broker confirms it, ack the original."""
         try:
             await self._broker.publish(
                 "",
-                self.dead_letter_queue,
+                queue,
                 OutgoingMessage(
                     body=message.body,
                     message_id=message.message_id or str(uuid.uuid4()),
@@ -362,8 +351,8 @@ class InboxConsumer:
                 ),
             )
         except BrokerError as publish_error:
-            # Not parked, so not acked: the broker hands it out again.
-            logger.error("%s: could not dead-letter: %s", self.name, publish_error)
+            # Not moved, so not acked: the broker hands it out again.
+            logger.error("%s: could not move a message to %s: %s", self.name, queue, publish_error)
             await message.reject(requeue=True)
             return
         await message.ack()
