@@ -88,7 +88,7 @@ async def test_the_relay_publishes_what_the_consumer_applies_once(
         # The same event published again, as after a crash between confirm and mark: no effect.
         again = OutgoingMessage(body=rows[0].body.encode(), message_id=str(rows[0].event_id))
         broker.hub.publish(NAMES.exchange, "order.created", again)
-    await asyncio.sleep(0.1)
+    await wait_for(lambda: broker.hub.unsettled_count(QUEUE) == 0, message="the copy to be settled")
 
     await relay.stop()
     await started.stop()

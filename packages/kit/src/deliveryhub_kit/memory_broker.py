@@ -505,6 +505,13 @@ class MemoryHub:
         known = self._queues.get(queue)
         return len(known.ready) if known is not None else 0
 
+    def unsettled_count(self, queue: str) -> int:
+        """How many messages of `queue` wait or are handed out and not yet acked or rejected."""
+        known = self._queues.get(queue)
+        if known is None:
+            return 0
+        return len(known.ready) + sum(len(consumer.unacked) for consumer in known.consumers)
+
 
 async def _handle(consumer: _Consumer, message: MemoryMessage) -> None:
     try:
