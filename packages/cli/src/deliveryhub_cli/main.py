@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from deliveryhub_cli.bench import BenchOptions, compare, run_bench
 from deliveryhub_cli.checks import NotReachable, check_postgres
 from deliveryhub_cli.dead_letters import run_dead_letters
 from deliveryhub_cli.demo import run_demo
@@ -107,6 +108,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each step")
     demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+
+    bench = commands.add_parser(
+        "bench", help="measure the running system against this machine's raw limits (or --compare A B)"
+    )
+    server_options(bench)
+    bench.add_argument("--orders-url", default="http://127.0.0.1:8001")
+    bench.add_argument("--delivery-url", default="http://127.0.0.1:8002")
+    bench.add_argument("--broker-prefix", default=os.environ.get("BROKER_PREFIX", ""))
+    bench.add_argument("--host", default="127.0.0.1", help="where --start binds its services")
+    bench.add_argument(
+        "--start", action="store_true", help="start a system of its own (own databases, names, ports)"
+    )
+    bench.add_argument("--connections", type=int, default=64, help="HTTP connections (default: %(default)s)")
+    bench.add_argument("--duration", type=float, default=15.0, help="seconds of each HTTP phase")
+    bench.add_argument("--raw-seconds", type=float, default=5.0, help="seconds of each raw-limit phase")
+    bench.add_argument("--orders", type=int, default=3000, help="orders of the end-to-end phase")
+    bench.add_argument("--paced-rate", type=float, default=250.0, help="orders/s offered for the lag")
+    bench.add_argument("--paced-seconds", type=float, default=10.0, help="seconds of the paced phase")
+    bench.add_argument("--events", type=int, default=5000, help="events of the consumer drain")
+    bench.add_argument("--outbox", type=int, default=5000, help="rows of the outbox drain")
+    bench.add_argument("--timeout", type=float, default=120.0, help="longest wait of any phase")
+    bench.add_argument("--results-dir", type=Path, default=Path("bench/results"))
+    bench.add_argument("--json", dest="json_output", action="store_true", help="print the run as JSON")
+    bench.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="two runs side by side")
     return parser
 
 
@@ -133,6 +158,36 @@ def _migrate(arguments: argparse.Namespace) -> int:
             migrate(url, service)
             print(f"{service.name}: migrated to the newest revision")
     return 0
+
+
+def _bench(arguments: argparse.Namespace) -> int:
+    if arguments.compare:
+        first, second = arguments.compare
+        return compare(first, second)
+    return run_bench(
+        BenchOptions(
+            orders_url=arguments.orders_url,
+            delivery_url=arguments.delivery_url,
+            postgres=_postgres(arguments),
+            database_prefix=arguments.database_prefix,
+            amqp=_amqp(arguments),
+            broker_prefix=arguments.broker_prefix,
+            data_dir=arguments.data_dir,
+            results_dir=arguments.results_dir,
+            connections=arguments.connections,
+            duration=arguments.duration,
+            raw_seconds=arguments.raw_seconds,
+            orders=arguments.orders,
+            paced_rate=arguments.paced_rate,
+            paced_seconds=arguments.paced_seconds,
+            events=arguments.events,
+            outbox_rows=arguments.outbox,
+            timeout=arguments.timeout,
+            start=arguments.start,
+            host=arguments.host,
+            json_output=arguments.json_output,
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
             everything=getattr(arguments, "everything", False),
             assume_yes=getattr(arguments, "assume_yes", False),
         )
+    elif arguments.command == "bench":
+        code = _bench(arguments)
     else:
         code = run_demo(
             orders_url=arguments.orders_url,

@@ -46,7 +46,9 @@ class Stack:
     def __init__(self) -> None:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, service: ServiceSpec, env: dict[str, str], host: str, port: int) -> None:
+    def start(
+        self, service: ServiceSpec, env: dict[str, str], host: str, port: int, log: Path | None = None
+    ) -> None:
         command = [
             sys.executable,
             "-m",
@@ -61,7 +63,12 @@ class Stack:
             "10",
         ]
         # A session of its own: Ctrl-C reaches only this command, which stops the services in order.
-        self.processes[service.name] = subprocess.Popen(command, env=env, start_new_session=True)
+        output = None if log is None else log.open("ab")
+        self.processes[service.name] = subprocess.Popen(
+            command, env=env, start_new_session=True, stdout=output, stderr=output
+        )
+        if output is not None:
+            output.close()
 
     def exited(self) -> dict[str, int]:
         return {

@@ -1,0 +1,58 @@
+"""`deliveryhub bench` at tiny sizes: it runs end to end and records its run (no timing judged)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import DELIVERYHUB
+
+pytestmark = pytest.mark.e2e
+
+SECTIONS = (
+    "raw",
+    "http_post_orders",
+    "http_get_delivery",
+    "e2e",
+    "e2e_paced",
+    "outbox_drain",
+    "consumer_drain",
+    "memory_mb",
+)
+
+
+def test_bench_measures_every_phase_on_a_system_of_its_own_and_records_the_run(tmp_path: Path) -> None:
+    results_dir = tmp_path / "results"
+    tiny = ["--duration", "1", "--raw-seconds", "0.5", "--orders", "10", "--paced-rate", "10"]
+    tiny += ["--paced-seconds", "1", "--events", "30", "--outbox", "30", "--connections", "8"]
+    places = ["--data-dir", str(tmp_path / "data"), "--results-dir", str(results_dir)]
+    result = subprocess.run(
+        [DELIVERYHUB, "bench", "--start", *tiny, "--timeout", "60", *places, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    (written,) = results_dir.glob("*.json")
+    run = json.loads(written.read_text())
+    assert run == json.loads(result.stdout)
+    assert run["machine"]["cores"] >= 1
+    assert run["revision"]
+    assert set(SECTIONS) <= set(run["results"])
+    assert run["results"]["e2e"]["http_errors"] == 0
+    assert run["results"]["consumer_drain"]["applied_exactly_once"] is True
+    assert run["results"]["outbox_drain"]["events"] == 30
+    assert all(row["ratio"] is None or row["ratio"] > 0 for row in run["figures"])
+
+    compared = subprocess.run(
+        [DELIVERYHUB, "bench", "--compare", str(written), str(written)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert compared.returncode == 0, compared.stderr
+    assert "outbox drain events/s" in compared.stdout
