@@ -5,20 +5,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Sequence
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from alembic.script import Script, ScriptDirectory
-from sqlalchemy import inspect, pool, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from alembic.script import Script
 
 from deliveryhub_delivery.models import Base
-from deliveryhub_kit.migrations import alembic_config, downgrade, upgrade
-from deliveryhub_kit.settings import async_database_url
+from deliveryhub_kit.migrations import downgrade, upgrade
 from tests.conftest import Databases, migrations_of
+from tests.support import migrations as support
+from tests.support.migrations import differences_from, query, table_names
 
 pytestmark = pytest.mark.integration
 
@@ -27,26 +22,7 @@ MIGRATIONS = migrations_of(SERVICE)
 
 
 def revisions_oldest_first() -> list[Script]:
-    scripts = ScriptDirectory.from_config(alembic_config(MIGRATIONS, "postgresql:///unused"))
-    return list(reversed(list(scripts.walk_revisions())))
-
-
-async def query(url: str, statement: str) -> Sequence[tuple[object, ...]]:
-    engine = create_async_engine(async_database_url(url), poolclass=pool.NullPool)
-    try:
-        async with engine.connect() as connection:
-            return [tuple(row) for row in await connection.execute(text(statement))]
-    finally:
-        await engine.dispose()
-
-
-async def table_names(url: str) -> set[str]:
-    engine = create_async_engine(async_database_url(url), poolclass=pool.NullPool)
-    try:
-        async with engine.connect() as connection:
-            return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
-    finally:
-        await engine.dispose()
+    return support.revisions_oldest_first(MIGRATIONS)
 
 
 async def test_the_revisions_form_one_line_from_base_to_head() -> None:
@@ -90,14 +66,4 @@ async def test_the_three_couriers_exist_after_the_upgrade(delivery_database_url:
 
 
 async def test_the_models_and_the_migrations_describe_the_same_schema(delivery_database_url: str) -> None:
-    def differences(connection: Connection) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
-
-    engine = create_async_engine(async_database_url(delivery_database_url), poolclass=pool.NullPool)
-    try:
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(differences)
-    finally:
-        await engine.dispose()
-
-    assert diff == []
+    assert await differences_from(delivery_database_url, Base.metadata) == []
