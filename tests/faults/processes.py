@@ -18,6 +18,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from deliveryhub_cli.services import SERVICES, ServiceSpec
+from tests.conftest import wait_for
 
 
 def free_port() -> int:
@@ -73,18 +74,20 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._process.returncode is not None:
-                raise AssertionError(f"{self.label} exited while starting:\n{self.log_tail()}")
+        process = self._process
+
+        async def ready() -> bool:
+            if process.returncode is not None:
+                raise AssertionError(f"{self.label} exited while starting")
             try:
-                if (await self.client.get("/health/ready")).status_code == 200:
-                    return
+                return (await self.client.get("/health/ready")).status_code == 200
             except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.label} not ready after {timeout:g}s:\n{self.log_tail()}")
-            await asyncio.sleep(0.1)
+                return False
+
+        try:
+            await wait_for(ready, timeout=timeout, message=f"{self.label} to be ready")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.log_tail()}") from None
 
     async def kill(self) -> None:
         """SIGKILL: the process dies at once, whatever it holds."""
