@@ -15,7 +15,7 @@ from deliveryhub_kit.identity import Principal, Role, require_role
 from deliveryhub_kit.tokens import TokenVerifier
 
 
-def _database(request: Request) -> Database:
+async def _database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
@@ -34,7 +34,7 @@ SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")
 _bearer = HTTPBearer(auto_error=False, description="A JWT from the Delivery Hub token issuer")
 
 
-def _current_principal(
+async def _current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -50,7 +50,7 @@ CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
 def role_dependency(*roles: Role) -> Any:
     """A dependency that yields the principal only if it has one of `roles`."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         require_role(principal, *roles)
         return principal
 

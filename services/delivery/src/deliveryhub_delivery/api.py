@@ -17,7 +17,7 @@ from deliveryhub_kit.identity import Principal, Role
 router = APIRouter(prefix="/api", tags=["delivery"], responses=error_responses(401, 403, 422, 503))
 
 
-def _service(session: SessionDep) -> DeliveryService:
+async def _service(session: SessionDep) -> DeliveryService:
     return delivery_service(session)
 
 

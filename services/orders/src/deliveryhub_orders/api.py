@@ -18,7 +18,7 @@ from deliveryhub_orders.service import OrderService, order_service
 router = APIRouter(prefix="/api/orders", tags=["orders"], responses=error_responses(401, 403, 422, 503))
 
 
-def _service(session: SessionDep) -> OrderService:
+async def _service(session: SessionDep) -> OrderService:
     return order_service(session)
 
 

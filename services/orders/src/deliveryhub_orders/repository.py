@@ -37,14 +37,14 @@ class SqlOrderRepository:
 
     async def add(self, order: Order, record: IdempotencyRecord | None) -> bool:
         """Add the order (and its key); False if a concurrent request took the key first."""
+        if record is None:
+            self._session.add(order)
+            return True
+        # Only a key can collide: a savepoint keeps the transaction usable to read the winner's answer.
         try:
             async with self._session.begin_nested():
-                self._session.add(order)
-                if record is not None:
-                    self._session.add(record)
+                self._session.add_all([order, record])
                 await self._session.flush()
         except exc.IntegrityError:
-            if record is None:
-                raise
             return False
         return True

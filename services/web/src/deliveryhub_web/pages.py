@@ -137,7 +137,7 @@ async def _signed_in_user(request: Request, session: SessionDep) -> SignedInUser
 UserDep = Annotated[SignedInUser | None, Depends(_signed_in_user)]
 
 
-def _current_user(user: UserDep) -> SignedInUser:
+async def _current_user(user: UserDep) -> SignedInUser:
     if user is None:
         raise SignInRequired
     return user
@@ -146,7 +146,7 @@ def _current_user(user: UserDep) -> SignedInUser:
 CurrentUser = Annotated[SignedInUser, Depends(_current_user)]
 
 
-def _pages(request: Request, user: UserDep) -> Pages:
+async def _pages(request: Request, user: UserDep) -> Pages:
     return Pages(request, user)
 
 
