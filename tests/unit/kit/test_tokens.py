@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -166,3 +167,82 @@ def test_the_required_role_passes() -> None:
 def test_another_role_is_denied_with_what_was_needed() -> None:
     with pytest.raises(PermissionDenied, match="this action is for: manager, courier; you are customer"):
         require_role(CUSTOMER, Role.MANAGER, Role.COURIER)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counted_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens whose signature is checked from now on, in order."""
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    return decoded
+
+
+def test_a_verified_token_is_remembered_and_not_checked_again(
+    keys: KeyPair, issuer: TokenIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = TokenVerifier(keys.public_pem, issuer=ISSUER, audience=AUDIENCE)
+    token = issuer.issue(CUSTOMER)
+    decoded = counted_decodes(monkeypatch)
+    assert [verifier.verify(token) for _ in range(3)] == [CUSTOMER] * 3
+    assert decoded == [token]
+
+
+def test_a_remembered_token_is_checked_again_once_it_has_expired(
+    keys: KeyPair, issuer: TokenIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    verifier = TokenVerifier(keys.public_pem, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+    token = issuer.issue(CUSTOMER, lifetime=timedelta(minutes=5))
+    decoded = counted_decodes(monkeypatch)
+    verifier.verify(token)
+    clock.now += 5 * 60 + CLOCK_SKEW_SECONDS - 5
+    verifier.verify(token)
+    assert decoded == [token]
+    clock.now += 10
+    verifier.verify(token)
+    assert decoded == [token, token]
+
+
+def test_a_refused_token_is_not_remembered(keys: KeyPair, monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = TokenVerifier(keys.public_pem, issuer=ISSUER, audience=AUDIENCE)
+    expired = signed(keys, exp=utcnow() - timedelta(seconds=CLOCK_SKEW_SECONDS + 1))
+    decoded = counted_decodes(monkeypatch)
+    for _ in range(2):
+        with pytest.raises(Unauthenticated, match="expired"):
+            verifier.verify(expired)
+    assert decoded == [expired, expired]
+
+
+def test_only_the_most_recently_used_tokens_are_remembered(keys: KeyPair, issuer: TokenIssuer) -> None:
+    verifier = TokenVerifier(keys.public_pem, issuer=ISSUER, audience=AUDIENCE, remember=2)
+    first, second, third = (issuer.issue(principal) for principal in (CUSTOMER, MANAGER, COURIER))
+    for token in (first, second, first, third):
+        verifier.verify(token)
+    assert list(verifier._verified) == [first, third]
+
+
+def test_a_token_key_that_is_not_ed25519_is_refused_at_start() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    with pytest.raises(ValueError, match="Ed25519"):
+        TokenVerifier(pem, issuer=ISSUER, audience=AUDIENCE)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from deliveryhub_kit.db import utcnow
 from deliveryhub_kit.errors import Unauthenticated
@@ -18,14 +23,48 @@ CLOCK_SKEW_SECONDS = 30
 
 
 class TokenVerifier:
-    """Checks signature, expiry, issuer and audience with the public key only."""
+    """Checks signature, expiry, issuer and audience with the public key only.
 
-    def __init__(self, public_key_pem: str, *, issuer: str, audience: str) -> None:
-        self._key = public_key_pem
+    A token that passed is remembered until it expires: a client sends the same token with each
+    request, and checking its signature again would be most of the cost of a small request.
+    """
+
+    def __init__(
+        self,
+        public_key_pem: str,
+        *,
+        issuer: str,
+        audience: str,
+        remember: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # Parsed once: PyJWT would parse a PEM again for every token.
+        key = serialization.load_pem_public_key(public_key_pem.encode())
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"tokens are verified with an Ed25519 public key, not {type(key).__name__}")
+        self._key = key
         self._issuer = issuer
         self._audience = audience
+        self._remember = remember
+        self._clock = clock
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, usable_until = known
+            if self._clock() < usable_until:
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
+        principal, expires_at = self._check(token)
+        self._verified[token] = (principal, expires_at + CLOCK_SKEW_SECONDS)
+        if len(self._verified) > self._remember:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _check(self, token: str) -> tuple[Principal, float]:
+        """The principal a token names and when it expires, or `Unauthenticated`."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -49,7 +88,7 @@ class TokenVerifier:
             raise Unauthenticated("the token's claims are not valid") from error
         if role is Role.COURIER and deliveryman_id is None:
             raise Unauthenticated("a courier's token must name the deliveryman_id")
-        return Principal(subject=subject, role=role, deliveryman_id=deliveryman_id)
+        return Principal(subject=subject, role=role, deliveryman_id=deliveryman_id), float(claims["exp"])
 
 
 class TokenIssuer:
