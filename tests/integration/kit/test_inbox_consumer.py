@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -19,6 +20,7 @@ from deliveryhub_contracts.topology import Names, QueueSpec
 from deliveryhub_kit.consumer import EventRoute, InboxConsumer, RetryLater, route
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.errors import Conflict
+from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
 from tests.conftest import Amqp, BrokerNamespace, PublishEvent, StandInApplied, StandInInbox, WaitFor
@@ -30,14 +32,14 @@ TEST_EVENTS = QueueSpec("kit.test-events", ("order.*",))
 Apply = Callable[[AsyncSession, OrderCreated], Awaitable[None]]
 
 
-def order_created_event(order_id: uuid.UUID | None = None) -> Envelope:
+def order_created_event(order_id: uuid.UUID | None = None, version: int = 1) -> Envelope:
     payload = OrderCreated(
         order_id=order_id or uuid.uuid4(),
         customer_id=uuid.uuid4(),
         address="Казань, улица Баумана, 1",
         date=datetime(2030, 3, 4, 12, 0, tzinfo=UTC),
         total=Decimal("10.00"),
-        version=1,
+        version=version,
     )
     return make_envelope(payload, source=ORDERS_SOURCE, subject=str(payload.order_id), time=utcnow())
 
@@ -51,9 +53,28 @@ class StartConsumer(Protocol):
     async def __call__(self, apply: Apply = ...) -> InboxConsumer: ...
 
 
+@dataclass(frozen=True)
+class Mode:
+    prefetch: int
+    batch_size: int
+    lanes: int = 1
+
+
+# One message at a time and in order (see `settle`); or as the services run, many in hand and
+# applied in batches: every test below holds in both.
+ONE_BY_ONE = Mode(prefetch=1, batch_size=1)
+IN_BATCHES = Mode(prefetch=16, batch_size=16, lanes=2)
+
+
+@pytest.fixture(params=[ONE_BY_ONE, IN_BATCHES], ids=["one-by-one", "in-batches"])
+def mode(request: pytest.FixtureRequest) -> Mode:
+    chosen: Mode = request.param
+    return chosen
+
+
 @pytest.fixture
 async def start_consumer(
-    stand_in_database: Database, rabbit_broker: RabbitBroker, broker_namespace: BrokerNamespace
+    stand_in_database: Database, rabbit_broker: RabbitBroker, broker_namespace: BrokerNamespace, mode: Mode
 ) -> AsyncIterator[StartConsumer]:
     names = broker_namespace.names
     queue = broker_namespace.track_queue(names.queue(TEST_EVENTS))
@@ -70,7 +91,10 @@ async def start_consumer(
             broker=rabbit_broker,
             inbox_model=StandInInbox,
             routes=routes,
-            prefetch=1,  # in order, one at a time: see `settle`
+            prefetch=mode.prefetch,
+            batch_size=mode.batch_size,
+            lanes=mode.lanes,
+            metrics=Metrics(),
         )
         await consumer.start()
         started.append(consumer)
@@ -276,3 +300,100 @@ async def test_stopping_lets_the_message_in_hand_finish_and_acks_it(
     assert await applied(stand_in_database, uuid.UUID(str(event.data["order_id"]))) == 1
     # Had it not been acked, closing the consumer's channel would have put it back in the queue.
     assert await amqp.message_count(consumer.queue) == 0
+
+
+def batch_sizes(consumer: InboxConsumer) -> tuple[float, float]:
+    """How many transactions the consumer committed, and how many messages they applied in all."""
+    registry = consumer._metrics.registry
+    labels = {"queue": consumer.queue}
+    count = registry.get_sample_value("deliveryhub_consumer_batch_messages_count", labels) or 0.0
+    total = registry.get_sample_value("deliveryhub_consumer_batch_messages_sum", labels) or 0.0
+    return count, total
+
+
+@pytest.mark.parametrize("mode", [IN_BATCHES], ids=["in-batches"], indirect=True)
+async def test_waiting_events_are_applied_in_batches_each_once(
+    start_consumer: StartConsumer,
+    publish_event: PublishEvent,
+    stand_in_database: Database,
+    amqp: Amqp,
+    wait_for: WaitFor,
+) -> None:
+    events = [order_created_event() for _ in range(40)]
+    for event in [*events, events[7], events[23]]:  # two of them published twice
+        await publish_event(event)
+
+    consumer = await start_consumer()
+    ids = {event.id for event in events}
+    await wait_for(lambda: _all_in(stand_in_database, ids), message="every event to be applied")
+    for event in events:
+        assert await applied(stand_in_database, uuid.UUID(str(event.data["order_id"]))) == 1
+    await wait_for(lambda: batch_sizes(consumer)[1] == 42, message="every copy to be settled")
+    transactions, _ = batch_sizes(consumer)
+    assert transactions < 42 / 2, "the messages in hand were applied in few transactions"
+    await consumer.stop()
+    assert await amqp.message_count(consumer.queue) == 0
+    assert await amqp.message_count(consumer.dead_letter_queue) == 0
+
+
+async def _all_in(database: Database, ids: set[uuid.UUID]) -> bool:
+    return ids <= await inbox_ids(database)
+
+
+@pytest.mark.parametrize("mode", [IN_BATCHES], ids=["in-batches"], indirect=True)
+async def test_a_message_that_fails_fails_alone_and_the_rest_of_its_batch_applies(
+    start_consumer: StartConsumer,
+    publish_event: PublishEvent,
+    stand_in_database: Database,
+    amqp: Amqp,
+    wait_for: WaitFor,
+) -> None:
+    events = [order_created_event() for _ in range(30)]
+    poison = events[12]
+    poison_order = uuid.UUID(str(poison.data["order_id"]))
+    for event in events:
+        await publish_event(event)
+
+    async def refuse_one(session: AsyncSession, payload: OrderCreated) -> None:
+        await record(session, payload)
+        if payload.order_id == poison_order:
+            raise Conflict(f"order {payload.order_id} cannot be taken")
+
+    consumer = await start_consumer(refuse_one)
+    good = {event.id for event in events if event is not poison}
+    await wait_for(lambda: _all_in(stand_in_database, good), message="the good events to be applied")
+    dead = await wait_for(lambda: amqp.get(consumer.dead_letter_queue), message="the dead letter")
+    assert dead.message_id == str(poison.id)
+    assert dead.headers["x-error-class"] == "Conflict"
+    for event in events:
+        order_id = uuid.UUID(str(event.data["order_id"]))
+        assert await applied(stand_in_database, order_id) == (0 if event is poison else 1)
+    assert poison.id not in await inbox_ids(stand_in_database)
+    await consumer.stop()
+    assert await amqp.message_count(consumer.queue) == 0
+    assert await amqp.message_count(consumer.dead_letter_queue) == 0
+
+
+@pytest.mark.parametrize("mode", [IN_BATCHES], ids=["in-batches"], indirect=True)
+async def test_events_about_one_order_are_applied_in_the_order_they_came(
+    start_consumer: StartConsumer,
+    publish_event: PublishEvent,
+    stand_in_database: Database,
+    wait_for: WaitFor,
+) -> None:
+    orders = [uuid.uuid4() for _ in range(6)]
+    seen: dict[uuid.UUID, list[int]] = {order_id: [] for order_id in orders}
+
+    async def note(session: AsyncSession, payload: OrderCreated) -> None:
+        await record(session, payload)
+        # Odd versions are slow: had a later version another lane, it would overtake its elder.
+        await asyncio.sleep(0.01 if payload.version % 2 else 0)
+        seen[payload.order_id].append(payload.version)
+
+    consumer = await start_consumer(note)
+    for version in range(1, 9):
+        for order_id in orders:
+            await publish_event(order_created_event(order_id, version))
+
+    await wait_for(lambda: batch_sizes(consumer)[1] == 48, message="every event to be settled")
+    assert seen == {order_id: list(range(1, 9)) for order_id in orders}

@@ -6,7 +6,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import zlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -28,7 +30,7 @@ from deliveryhub_kit.broker import (
 from deliveryhub_kit.context import correlated, trace_context
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.errors import DomainError, is_database_unavailable
-from deliveryhub_kit.inbox import InboxMessageMixin, record_in_inbox
+from deliveryhub_kit.inbox import InboxMessageMixin, record_in_inbox, record_many_in_inbox
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.tracing import tracer
 
@@ -70,9 +72,25 @@ class DecodedMessage:
     payload: BaseModel
     traceparent: str | None = None
     correlation_id: str | None = None
+    # What the event is about (an order's id): events about one subject are applied in order.
+    subject: str | None = None
 
 
 Decoder = Callable[[IncomingMessage], DecodedMessage]
+
+# Called once per batch, in its transaction, with the payloads about to be applied: a service reads
+# (and locks) in one query what the batch's handlers will need, instead of one query each.
+BatchPreparer = Callable[[AsyncSession, Sequence[BaseModel]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A decoded message waiting for its batch; `settled` resolves when it is acked or moved."""
+
+    message: IncomingMessage
+    decoded: DecodedMessage
+    route: EventRoute
+    settled: asyncio.Future[None]
 
 
 class RetryLater(Exception):
@@ -100,6 +118,7 @@ def cloud_event_decoder(routes: Mapping[str, EventRoute]) -> Decoder:
             parse_payload(envelope, payload_type),
             traceparent=envelope.traceparent,
             correlation_id=envelope.correlationid,
+            subject=envelope.subject,
         )
 
     return decode
@@ -157,6 +176,15 @@ def _message_uuid(message_id: str | None) -> uuid.UUID | None:
         return uuid.uuid5(uuid.NAMESPACE_URL, message_id)
 
 
+def _resolve(future: asyncio.Future[None], error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
 def _is_transient(error: BaseException) -> bool:
     if isinstance(error, RetryLater):
         return True
@@ -183,6 +211,9 @@ class InboxConsumer:
         routes: Mapping[str, EventRoute],
         decoder: Decoder | None = None,
         prefetch: int = 32,
+        batch_size: int = 1,
+        prepare_batch: BatchPreparer | None = None,
+        lanes: int = 1,
         max_message_bytes: int = 1_048_576,
         max_backoff_seconds: float = 15.0,
         retry_delays: Sequence[float] = (),
@@ -197,6 +228,12 @@ class InboxConsumer:
         self._routes = routes
         self._decode = decoder or cloud_event_decoder(routes)
         self._prefetch = prefetch
+        self._batch_size = max(1, batch_size)
+        self._prepare_batch = prepare_batch
+        # Each lane applies its batches one after the other; lanes run side by side. A subject
+        # always takes the same lane, so the events about one order are applied in order.
+        self._waiting: list[list[_Pending]] = [[] for _ in range(max(1, lanes))]
+        self._batches: list[asyncio.Task[None] | None] = [None] * len(self._waiting)
         self._max_message_bytes = max_message_bytes
         self._max_backoff = max_backoff_seconds
         self._failing_since: float | None = None
@@ -252,7 +289,88 @@ class InboxConsumer:
         except MalformedEvent as error:
             await self.dead_letter(message, error)
             return
-        # The handling continues the trace and the correlation id of the request that caused it.
+        pending = _Pending(message, decoded, route, asyncio.get_running_loop().create_future())
+        lane = zlib.crc32((decoded.subject or str(decoded.event_id)).encode()) % len(self._waiting)
+        self._waiting[lane].append(pending)
+        self._start_batch(lane)
+        # Shielded: a handler cancelled at shutdown leaves its message to the batch that holds it.
+        await asyncio.shield(pending.settled)
+        self._metrics.event_handling.labels(decoded.key).observe(time.perf_counter() - started)
+
+    def _start_batch(self, lane: int) -> None:
+        """Apply what waits in a lane, a batch at a time: what arrives meanwhile forms the next one."""
+        waiting = self._waiting[lane]
+        if self._batches[lane] is not None or not waiting:
+            return
+        batch, self._waiting[lane] = waiting[: self._batch_size], waiting[self._batch_size :]
+        self._batches[lane] = asyncio.get_running_loop().create_task(self._run_batch(lane, batch))
+
+    async def _run_batch(self, lane: int, batch: list[_Pending]) -> None:
+        try:
+            if len(batch) == 1:
+                await self._settle(batch[0], self._apply_one(batch[0]))
+            else:
+                await self._apply_batch(batch)
+        finally:
+            self._batches[lane] = None
+            for pending in batch:  # cancelled at shutdown: unacked, so the broker keeps them
+                _resolve(pending.settled)
+            self._start_batch(lane)
+
+    @staticmethod
+    async def _settle(pending: _Pending, outcome: Awaitable[None]) -> None:
+        """Await what ends one message; its handler sees the error if ending it failed."""
+        try:
+            await outcome
+        except Exception as error:
+            _resolve(pending.settled, error)
+        else:
+            _resolve(pending.settled)
+
+    async def _apply_batch(self, batch: list[_Pending]) -> None:
+        """Apply several messages in one transaction; if it fails, apply each on its own.
+
+        Each message still ends on its own: applied and acked, retried or dead-lettered. A message
+        that fails takes its batch's transaction with it, and the others are applied again alone.
+        """
+        applied: set[int] = set()
+        try:
+            async with self._database.transaction() as session:
+                fresh = await record_many_in_inbox(
+                    session, self._inbox_model, [(p.decoded.event_id, p.decoded.key) for p in batch]
+                )
+                for index, pending in enumerate(batch):
+                    if pending.decoded.event_id in fresh:
+                        fresh.discard(pending.decoded.event_id)  # a copy later in the batch is a duplicate
+                        applied.add(index)
+                if self._prepare_batch is not None and applied:
+                    await self._prepare_batch(session, [batch[index].decoded.payload for index in applied])
+                for index in sorted(applied):
+                    pending = batch[index]
+                    with self._handling(pending.decoded):
+                        await pending.route(session, pending.decoded.payload)
+        except Exception as error:
+            if is_database_unavailable(error):
+                for pending in batch:
+                    self._metrics.events_retried.labels(pending.decoded.key).inc()
+                await self._hold_and_requeue_all([pending.message for pending in batch], error)
+                return
+            logger.info("%s: a batch of %d failed (%s); applying each alone", self.name, len(batch), error)
+            for pending in batch:
+                await self._settle(pending, self._apply_one(pending))
+            return
+        self._failing_since = None
+        self._metrics.consumer_batch_size.labels(self.queue).observe(len(batch))
+        for index, pending in enumerate(batch):
+            await self._settle(pending, self._acked(pending.message, pending.decoded, index in applied))
+
+    async def _acked(self, message: IncomingMessage, decoded: DecodedMessage, applied: bool) -> None:
+        await message.ack()
+        self._consumed(decoded, applied=applied)
+
+    @contextmanager
+    def _handling(self, decoded: DecodedMessage) -> Iterator[None]:
+        """The handling continues the trace and the correlation id of the request that caused it."""
         correlation_id = decoded.correlation_id or str(decoded.event_id)
         with (
             correlated(correlation_id, event_id=str(decoded.event_id), event_type=decoded.key),
@@ -263,38 +381,49 @@ class InboxConsumer:
                 attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(decoded.event_id)},
             ),
         ):
-            await self._apply(message, decoded, route)
-        self._metrics.event_handling.labels(decoded.key).observe(time.perf_counter() - started)
+            yield
 
-    async def _apply(self, message: IncomingMessage, decoded: DecodedMessage, route: EventRoute) -> None:
-        try:
-            async with self._database.transaction() as session:
-                applied = await record_in_inbox(session, self._inbox_model, decoded.event_id, decoded.key)
-                if applied:
-                    await route(session, decoded.payload)
-        except Exception as error:
-            if is_database_unavailable(error):
-                # An outage is nobody's message's fault: keep it, neither acked nor dead-lettered.
-                self._metrics.events_retried.labels(decoded.key).inc()
-                await self._hold_and_requeue(message, error)
-            elif _is_transient(error):
-                self._metrics.events_retried.labels(decoded.key).inc()
-                await self._retry_later(message, error, decoded.key)
-            else:
-                if not isinstance(error, DomainError | ValueError | sa_exc.SQLAlchemyError):
-                    logger.exception("%s: unexpected failure applying %s", self.name, decoded.event_id)
-                await self.dead_letter(message, error, key=decoded.key)
-            return
-        self._failing_since = None
-        await message.ack()
+    def _consumed(self, decoded: DecodedMessage, *, applied: bool) -> None:
         outcome = "applied" if applied else "duplicate"
         self._metrics.events_consumed.labels(decoded.key, outcome).inc()
-        logger.info("%s: event %s %s", self.name, decoded.key, outcome)
+        if logger.isEnabledFor(logging.INFO):
+            with correlated(decoded.correlation_id or str(decoded.event_id), event_id=str(decoded.event_id)):
+                logger.info("%s: event %s %s", self.name, decoded.key, outcome)
+
+    async def _apply_one(self, pending: _Pending) -> None:
+        """One message in a transaction of its own, with the inbox row; ack after the commit."""
+        message, decoded = pending.message, pending.decoded
+        try:
+            with self._handling(decoded):
+                async with self._database.transaction() as session:
+                    applied = await record_in_inbox(session, self._inbox_model, decoded.event_id, decoded.key)
+                    if applied:
+                        await pending.route(session, decoded.payload)
+        except Exception as error:
+            with self._handling(decoded):
+                await self._failed(message, decoded, error)
+            return
+        self._failing_since = None
+        self._metrics.consumer_batch_size.labels(self.queue).observe(1)
+        await self._acked(message, decoded, applied)
+
+    async def _failed(self, message: IncomingMessage, decoded: DecodedMessage, error: Exception) -> None:
+        if is_database_unavailable(error):
+            # An outage is nobody's message's fault: keep it, neither acked nor dead-lettered.
+            self._metrics.events_retried.labels(decoded.key).inc()
+            await self._hold_and_requeue_all([message], error)
+        elif _is_transient(error):
+            self._metrics.events_retried.labels(decoded.key).inc()
+            await self._retry_later(message, error, decoded.key)
+        else:
+            if not isinstance(error, DomainError | ValueError | sa_exc.SQLAlchemyError):
+                logger.exception("%s: unexpected failure applying %s", self.name, decoded.event_id)
+            await self.dead_letter(message, error, key=decoded.key)
 
     async def _retry_later(self, message: IncomingMessage, error: BaseException, key: str) -> None:
         """Send the message to wait in the next delay queue; after the last one, dead-letter it."""
         if not self._retry_delays:
-            await self._hold_and_requeue(message, error)
+            await self._hold_and_requeue_all([message], error)
             return
         attempt = _int_header(message, "x-attempts") + 1
         if attempt > len(self._retry_delays):
@@ -306,16 +435,19 @@ class InboxConsumer:
         logger.warning("%s: %s; retrying %s in %ss (attempt %d)", self.name, error, key, delay, attempt)
         await self._move(message, Names.retry_queue(self.queue, delay), headers)
 
-    async def _hold_and_requeue(self, message: IncomingMessage, error: BaseException) -> None:
-        """Return the message to the queue after a pause that grows while the cause persists."""
+    async def _hold_and_requeue_all(self, messages: Sequence[IncomingMessage], error: BaseException) -> None:
+        """Return the messages to the queue after a pause that grows while the cause persists."""
         now = time.monotonic()
         if self._failing_since is None:
             self._failing_since = now
         # The pause grows with how long the cause has lasted, not with how many messages in hand met it.
         delay = min(max(0.5, now - self._failing_since), self._max_backoff)
-        logger.warning("%s: %s, returning the message to the queue in %.1fs", self.name, error, delay)
+        logger.warning(
+            "%s: %s, returning %d message(s) to the queue in %.1fs", self.name, error, len(messages), delay
+        )
         await asyncio.sleep(delay)
-        await message.reject(requeue=True)
+        for message in messages:
+            await message.reject(requeue=True)
 
     async def dead_letter(
         self, message: IncomingMessage, error: BaseException, *, key: str | None = None

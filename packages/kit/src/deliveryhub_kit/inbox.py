@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import String
@@ -29,3 +30,19 @@ async def record_in_inbox(
         dialect_insert(session, model).values(values).on_conflict_do_nothing().returning(model.event_id)
     )
     return (await session.execute(statement)).first() is not None
+
+
+async def record_many_in_inbox(
+    session: AsyncSession, model: type[InboxMessageMixin], events: Sequence[tuple[uuid.UUID, str]]
+) -> set[uuid.UUID]:
+    """Record several events as applied in one statement; the ids that had not been applied yet."""
+    received_at = utcnow()
+    rows = dict(events)  # one row per id
+    values = [
+        {"event_id": event_id, "event_type": event_type, "received_at": received_at}
+        for event_id, event_type in rows.items()
+    ]
+    statement = (
+        dialect_insert(session, model).values(values).on_conflict_do_nothing().returning(model.event_id)
+    )
+    return set((await session.execute(statement)).scalars())

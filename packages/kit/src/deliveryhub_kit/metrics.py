@@ -85,6 +85,14 @@ class Metrics:
             registry=registry,
         )
 
+        self.consumer_batch_size = Histogram(
+            "deliveryhub_consumer_batch_messages",
+            "Messages a consumer applied in one transaction, by queue",
+            ["queue"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        )
+
     def watch_pool(self, engine: AsyncEngine) -> None:
         """Report the database pool's connections at each scrape."""
         self.registry.register(_PoolCollector(engine))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_contracts.events import OrderCanceled, OrderCreated, OrderPaid
 from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
 from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, Names, legacy_queues
 from deliveryhub_delivery.models import InboxMessage
+from deliveryhub_delivery.repository import SqlDeliveryRepository
 from deliveryhub_delivery.service import delivery_service
 from deliveryhub_delivery.settings import DeliverySettings
 from deliveryhub_kit.consumer import Decoder, EventRoute, InboxConsumer, plain_json_decoder, route
@@ -40,6 +42,19 @@ async def on_legacy_order_paid(session: AsyncSession, message: LegacyOrderPaid) 
     await delivery_service(session).on_legacy_order_paid(message)
 
 
+async def lock_deliveries(session: AsyncSession, payloads: Sequence[BaseModel]) -> None:
+    """Lock, in one query, the deliveries of the orders a batch of events is about."""
+    await SqlDeliveryRepository(session).lock_many(order_id(payload) for payload in payloads)
+
+
+def order_id(payload: BaseModel) -> uuid.UUID:
+    if isinstance(payload, LegacyOrderPaid):
+        return payload.id
+    if isinstance(payload, OrderCreated | OrderPaid | OrderCanceled | LegacyOrderCreated):
+        return payload.order_id
+    raise TypeError(f"no order id in {type(payload).__name__}")
+
+
 ORDER_EVENT_ROUTES: dict[str, EventRoute] = {
     "order.created": route(OrderCreated, on_order_created),
     "order.paid": route(OrderPaid, on_order_paid),
@@ -66,6 +81,9 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             routes=routes,
             decoder=decoder,
             prefetch=settings.consumer_prefetch,
+            batch_size=settings.consumer_batch_size,
+            lanes=settings.consumer_lanes,
+            prepare_batch=lock_deliveries,
             max_message_bytes=settings.max_message_bytes,
             retry_delays=runtime.settings.retry_delays_seconds,
             metrics=runtime.metrics,

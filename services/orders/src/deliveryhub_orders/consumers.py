@@ -46,6 +46,8 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             inbox_model=InboxMessage,
             routes=DELIVERY_EVENT_ROUTES,
             prefetch=runtime.settings.consumer_prefetch,
+            batch_size=runtime.settings.consumer_batch_size,
+            lanes=runtime.settings.consumer_lanes,
             max_message_bytes=runtime.settings.max_message_bytes,
             retry_delays=runtime.settings.retry_delays_seconds,
             metrics=runtime.metrics,
