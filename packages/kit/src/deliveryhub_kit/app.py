@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -74,6 +75,18 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def settle_garbage_collection() -> None:
+    """Once started, leave the long-lived objects out of the collector's passes and run it less
+    often: with the defaults, a busy service spends several percent of its time collecting
+    young objects that die young anyway (requests, messages) while walking the whole heap."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+
+
+GC_YOUNG_THRESHOLD = 20_000
+
+
 def build_app(
     *,
     title: str,
@@ -90,6 +103,7 @@ def build_app(
             settings.public_key_pem(), issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
         await runtime.start()
+        settle_garbage_collection()
         try:
             yield
         finally:
