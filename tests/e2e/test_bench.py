@@ -21,6 +21,7 @@ SECTIONS = (
     "outbox_drain",
     "consumer_drain",
     "memory_mb",
+    "processes",
 )
 
 
@@ -28,6 +29,7 @@ def test_bench_measures_every_phase_on_a_system_of_its_own_and_records_the_run(t
     results_dir = tmp_path / "results"
     tiny = ["--duration", "1", "--raw-seconds", "0.5", "--orders", "10", "--paced-rate", "10"]
     tiny += ["--paced-seconds", "1", "--events", "30", "--outbox", "30", "--connections", "8"]
+    tiny += ["--workers", "2"]
     places = ["--data-dir", str(tmp_path / "data"), "--results-dir", str(results_dir)]
     result = subprocess.run(
         [DELIVERYHUB, "bench", "--start", *tiny, "--timeout", "60", *places, "--json"],
@@ -46,6 +48,7 @@ def test_bench_measures_every_phase_on_a_system_of_its_own_and_records_the_run(t
     assert run["results"]["e2e"]["http_errors"] == 0
     assert run["results"]["consumer_drain"]["applied_exactly_once"] is True
     assert run["results"]["outbox_drain"]["events"] == 30
+    assert run["results"]["processes"] == {"orders": 2, "delivery": 2}
     assert all(row["ratio"] is None or row["ratio"] > 0 for row in run["figures"])
 
     compared = subprocess.run(

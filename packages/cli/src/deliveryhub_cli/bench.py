@@ -31,6 +31,7 @@ import aio_pika
 import asyncpg
 import httpx
 
+from deliveryhub_cli.loadgen import Answer, HttpLoad, LoadError
 from deliveryhub_cli.services import SERVICES, database_url, migrate, prepare_database
 from deliveryhub_cli.tokens import make_token
 from deliveryhub_cli.up import Stack, UpOptions, prepare, wait_until_ready
@@ -90,6 +91,7 @@ class BenchOptions:
     outbox_rows: int = 5000
     timeout: float = 120.0
     start: bool = False
+    workers: int = 1
     host: str = "127.0.0.1"
     json_output: bool = False
 
@@ -347,28 +349,18 @@ class HttpOutcome:
         }
 
 
-def _client(base_url: str, connections: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=base_url,
-        timeout=30.0,
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-    )
-
-
-async def timed(
-    outcome: HttpOutcome, call: Awaitable[httpx.Response], expected: int
-) -> httpx.Response | None:
+async def timed(outcome: HttpOutcome, call: Awaitable[Answer], expected: int) -> Answer | None:
     started = time.perf_counter()
     try:
-        response = await call
-    except httpx.HTTPError as error:
-        outcome.failed(type(error).__name__)
+        answer = await call
+    except LoadError as error:
+        outcome.failed(error.kind)
         return None
-    if response.status_code != expected:
-        outcome.failed(str(response.status_code))
+    if answer.status != expected:
+        outcome.failed(str(answer.status))
         return None
     outcome.latencies.append(time.perf_counter() - started)
-    return response
+    return answer
 
 
 class CpuClock:
@@ -392,17 +384,17 @@ async def http_post_orders(
     progress.phase(f"HTTP POST /api/orders: {options.connections} connections, {options.duration:g}s")
     outcome = HttpOutcome()
     created: list[str] = []
-    headers = {"Authorization": f"Bearer {customer}"}
     deadline = time.perf_counter() + options.duration
-    async with _client(options.orders_url, options.connections) as client:
+    async with HttpLoad(options.orders_url, options.connections) as client:
+        place = client.prepare(
+            "POST", "/api/orders", headers={"Authorization": f"Bearer {customer}"}, json_body=order_body()
+        )
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
-                response = await timed(
-                    outcome, client.post("/api/orders", json=order_body(), headers=headers), 201
-                )
-                if response is not None:
-                    created.append(response.json()["id"])
+                answer = await timed(outcome, client.send(place), 201)
+                if answer is not None:
+                    created.append(answer.json()["id"])
 
         cpu = CpuClock()
         started = time.perf_counter()
@@ -420,12 +412,12 @@ async def http_get_deliveries(
     outcome = HttpOutcome()
     headers = {"Authorization": f"Bearer {manager}"}
     deadline = time.perf_counter() + options.duration
-    async with _client(options.delivery_url, options.connections) as client:
+    async with HttpLoad(options.delivery_url, options.connections) as client:
+        reads = [client.prepare("GET", f"/api/delivery/{id_}", headers=headers) for id_ in delivery_ids]
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
-                delivery_id = random.choice(delivery_ids)
-                await timed(outcome, client.get(f"/api/delivery/{delivery_id}", headers=headers), 200)
+                await timed(outcome, client.send(random.choice(reads)), 200)
 
         cpu = CpuClock()
         started = time.perf_counter()
@@ -521,17 +513,17 @@ async def end_to_end(
     paid: list[uuid.UUID] = []
     headers = {"Authorization": f"Bearer {customer}"}
     gate = asyncio.Semaphore(options.connections)
-    async with _client(options.orders_url, options.connections) as client:
+    async with HttpLoad(options.orders_url, options.connections) as client:
+        place = client.prepare("POST", "/api/orders", headers=headers, json_body=order_body())
 
         async def one() -> None:
             async with gate:
-                response = await timed(
-                    outcome, client.post("/api/orders", json=order_body(), headers=headers), 201
-                )
-                if response is None:
+                answer = await timed(outcome, client.send(place), 201)
+                if answer is None:
                     return
-                order_id = response.json()["id"]
-                if await timed(outcome, client.post(f"/api/orders/{order_id}/pay", headers=headers), 200):
+                order_id = answer.json()["id"]
+                pay = client.prepare("POST", f"/api/orders/{order_id}/pay", headers=headers)
+                if await timed(outcome, client.send(pay), 200):
                     paid.append(uuid.UUID(order_id))
 
         started = time.monotonic()
@@ -739,14 +731,27 @@ async def consumer_drain(options: BenchOptions, scratch: Scratch, progress: Prog
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children, from /proc."""
-    total_kb = 0
+    """Resident memory of the largest process of a service: the service process, or with several
+    workers the largest of them (their supervisor holds little)."""
+    largest_kb = 0
     for each in (pid, *_children(pid)):
         with suppress(OSError):
             for line in Path(f"/proc/{each}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-    return round(total_kb / 1024, 1)
+                    largest_kb = max(largest_kb, int(line.split()[1]))
+    return round(largest_kb / 1024, 1)
+
+
+def service_processes(pid: int) -> int:
+    """How many processes of a service answer requests: its workers, or the process itself."""
+    workers = [child for child in _children(pid) if "spawn_main" in _command_line(child)]
+    return len(workers) or 1
+
+
+def _command_line(pid: int) -> str:
+    with suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return ""
 
 
 def _children(pid: int) -> list[int]:
@@ -794,12 +799,12 @@ def _listens(pid: int, inodes: set[str]) -> bool:
     return False
 
 
-def service_memory(urls: dict[str, str], known: dict[str, int]) -> Json:
-    memory: Json = {}
-    for name, url in urls.items():
-        pid = known.get(name) or listening_pid(httpx.URL(url).port or 80)
-        memory[name] = rss_mb(pid) if pid else None
-    return memory
+def service_pids(urls: dict[str, str], known: dict[str, int]) -> dict[str, int | None]:
+    return {name: known.get(name) or listening_pid(httpx.URL(url).port or 80) for name, url in urls.items()}
+
+
+def service_memory(pids: dict[str, int | None]) -> Json:
+    return {name: rss_mb(pid) if pid else None for name, pid in pids.items()}
 
 
 def git_revision() -> str:
@@ -851,7 +856,14 @@ def started_system(options: BenchOptions, token: str) -> Iterator[dict[str, int]
                 "ORDERS_URL": options.orders_url,
                 "DELIVERY_URL": options.delivery_url,
             }
-            stack.start(service, env, options.host, ports[service.name], log=log_file(options, service.name))
+            stack.start(
+                service,
+                env,
+                options.host,
+                ports[service.name],
+                log=log_file(options, service.name),
+                workers=options.workers,
+            )
         wait_until_ready(stack, {name: f"http://{options.host}:{port}" for name, port in ports.items()}, 60.0)
         yield {name: process.pid for name, process in stack.processes.items()}
     finally:
@@ -900,16 +912,9 @@ async def measure(options: BenchOptions, token: str, pids: dict[str, int]) -> Js
         finally:
             await scratch.drop()
         progress.phase("resident memory")
-        results["memory_mb"] = {
-            **service_memory(
-                {
-                    "orders": options.orders_url,
-                    "delivery": options.delivery_url,
-                },
-                pids,
-            ),
-            "delivery (after its drain)": drain_memory,
-        }
+        system = service_pids({"orders": options.orders_url, "delivery": options.delivery_url}, pids)
+        results["memory_mb"] = {**service_memory(system), "delivery (after its drain)": drain_memory}
+        results["processes"] = {name: service_processes(pid) if pid else None for name, pid in system.items()}
         if "web" in pids:
             results["memory_mb"]["web"] = rss_mb(pids["web"])
     finally:
@@ -951,6 +956,7 @@ def run_bench(options: BenchOptions) -> int:
             "events": options.events,
             "outbox_rows": options.outbox_rows,
             "started_its_own_system": options.start,
+            "workers_started": options.workers if options.start else None,
         },
         "results": results,
         "run_seconds": round(time.monotonic() - started, 1),
@@ -1048,6 +1054,8 @@ def render_table(run: Json) -> str:
     lines = [
         f"Delivery Hub bench, {run['at']}, revision {run['revision']}, {machine['cores']} cores, "
         f"{run['run_seconds']}s",
+        "processes per service: "
+        + ", ".join(f"{name} {count}" for name, count in run["results"].get("processes", {}).items()),
         "",
         f"{'measure':42} {'value':>10} {'raw limit':>10} {'ratio':>7}  {'target':>9}  met",
         "-" * 88,

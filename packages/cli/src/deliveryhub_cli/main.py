@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--orders-port", type=int, default=8001)
     up.add_argument("--delivery-port", type=int, default=8002)
     up.add_argument("--web-port", type=int, default=8000)
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes per service on PostgreSQL and RabbitMQ (default: %(default)s); "
+        "each keeps its own /metrics, so scrape replicas rather than workers",
+    )
     up.add_argument("--broker-prefix", default=os.environ.get("BROKER_PREFIX", ""))
     up.add_argument(
         "--embedded",
@@ -120,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--start", action="store_true", help="start a system of its own (own databases, names, ports)"
     )
+    bench.add_argument("--workers", type=int, default=1, help="with --start: processes per service")
     bench.add_argument("--connections", type=int, default=64, help="HTTP connections (default: %(default)s)")
     bench.add_argument("--duration", type=float, default=15.0, help="seconds of each HTTP phase")
     bench.add_argument("--raw-seconds", type=float, default=5.0, help="seconds of each raw-limit phase")
@@ -184,6 +192,7 @@ def _bench(arguments: argparse.Namespace) -> int:
             outbox_rows=arguments.outbox,
             timeout=arguments.timeout,
             start=arguments.start,
+            workers=arguments.workers,
             host=arguments.host,
             json_output=arguments.json_output,
         )
@@ -213,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
                 embedded=arguments.embedded,
                 reset=arguments.reset,
                 servers_given=servers_given,
+                workers=arguments.workers,
             )
         )
     elif arguments.command == "migrate":

@@ -32,6 +32,8 @@ class UpOptions:
     legacy_queue_prefix: str
     ports: dict[str, int]
     ready_timeout: float = 60.0
+    # Worker processes per service (uvicorn's --workers): more cores for one service on one host.
+    workers: int = 1
     # Run in this process on SQLite and the in-process broker, without asking for the servers.
     embedded: bool = False
     # Delete the embedded system's databases and messages first.
@@ -47,7 +49,13 @@ class Stack:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(
-        self, service: ServiceSpec, env: dict[str, str], host: str, port: int, log: Path | None = None
+        self,
+        service: ServiceSpec,
+        env: dict[str, str],
+        host: str,
+        port: int,
+        log: Path | None = None,
+        workers: int = 1,
     ) -> None:
         command = [
             sys.executable,
@@ -62,6 +70,8 @@ class Stack:
             "--timeout-graceful-shutdown",
             "10",
         ]
+        if workers > 1:
+            command += ["--workers", str(workers)]
         # A session of its own: Ctrl-C reaches only this command, which stops the services in order.
         output = None if log is None else log.open("ab")
         self.processes[service.name] = subprocess.Popen(
@@ -159,7 +169,7 @@ def run_up(options: UpOptions) -> int:
         if service.name == "web":
             env["ORDERS_URL"] = f"http://{options.host}:{options.ports['orders']}"
             env["DELIVERY_URL"] = f"http://{options.host}:{options.ports['delivery']}"
-        stack.start(service, env, options.host, port)
+        stack.start(service, env, options.host, port, workers=options.workers)
         bases[service.name] = f"http://{options.host}:{port}"
 
     stopping = False
