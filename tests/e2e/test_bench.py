@@ -18,6 +18,7 @@ SECTIONS = (
     "http_get_delivery",
     "e2e",
     "e2e_paced",
+    "e2e_sustained",
     "outbox_drain",
     "consumer_drain",
     "memory_mb",
