@@ -1029,7 +1029,7 @@ def figures(run: Json) -> list[Json]:
         _figure("paced errors", paced["http_errors"], None, 0, "<="),
         *(
             _figure(
-                f"paced at 70 % of end to end: {what}",
+                f"paced at 70 %: {what}",
                 sustained[key],
                 None,
                 0 if key == "http_errors" else None,
