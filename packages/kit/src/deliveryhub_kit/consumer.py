@@ -387,7 +387,8 @@ class InboxConsumer:
         outcome = "applied" if applied else "duplicate"
         self._metrics.events_consumed.labels(decoded.key, outcome).inc()
         if logger.isEnabledFor(logging.INFO):
-            with correlated(decoded.correlation_id or str(decoded.event_id), event_id=str(decoded.event_id)):
+            correlation_id = decoded.correlation_id or str(decoded.event_id)
+            with correlated(correlation_id, event_id=str(decoded.event_id), event_type=decoded.key):
                 logger.info("%s: event %s %s", self.name, decoded.key, outcome)
 
     async def _apply_one(self, pending: _Pending) -> None:
