@@ -165,6 +165,37 @@ async def test_a_rolled_back_write_emits_nothing(
     assert await tap.get() is None
 
 
+async def test_events_are_written_by_any_commit_of_their_session(stand_in_database: Database) -> None:
+    """Not only `Database.transaction()`: a session committed by hand writes its events too."""
+    async with stand_in_database.sessionmaker() as session:
+        Outbox(session, StandInOutbox, ORDERS_SOURCE).emit(order_created(), subject="first")
+        await session.commit()
+        Outbox(session, StandInOutbox, ORDERS_SOURCE).emit(order_created(), subject="second")
+        await session.rollback()
+        Outbox(session, StandInOutbox, ORDERS_SOURCE).emit(order_created(), subject="third")
+        await session.commit()
+
+    subjects = [json.loads(row.body)["subject"] for row in await outbox_rows(stand_in_database)]
+    assert subjects == ["first", "third"]
+
+
+async def test_an_event_emitted_in_a_rolled_back_savepoint_is_not_written(
+    stand_in_database: Database,
+) -> None:
+    async with stand_in_database.transaction() as session:
+        outbox = Outbox(session, StandInOutbox, ORDERS_SOURCE)
+        outbox.emit(order_created(), subject="before")
+        savepoint = await session.begin_nested()
+        outbox.emit(order_created(), subject="inside")
+        await savepoint.rollback()
+        async with session.begin_nested():
+            outbox.emit(order_created(), subject="kept")
+        outbox.emit(order_created(), subject="after")
+
+    subjects = [json.loads(row.body)["subject"] for row in await outbox_rows(stand_in_database)]
+    assert subjects == ["before", "kept", "after"]
+
+
 async def test_an_unroutable_event_stays_in_the_outbox_with_its_error(
     relay: OutboxRelay, stand_in_database: Database, rabbit_broker: RabbitBroker, amqp: Amqp
 ) -> None:

@@ -21,7 +21,7 @@ from deliveryhub_kit.broker import (
     Unroutable,
 )
 from deliveryhub_kit.db import Database, utcnow
-from deliveryhub_kit.outbox import PENDING_KEY, Outbox, OutboxRelay
+from deliveryhub_kit.outbox import PENDING_KEY, PENDING_ROWS_KEY, Outbox, OutboxRelay
 
 
 class ScriptedBroker:
@@ -80,13 +80,13 @@ def test_an_emitted_event_is_a_pending_outbox_row_holding_a_cloud_event() -> Non
         DeliveryCanceled(order_id=order_id, reason="out of stock"), subject=str(order_id)
     )
 
-    rows = [row for row in session.new if isinstance(row, OutboxMessage)]
-    assert len(rows) == 1
-    row = rows[0]
-    assert row.routing_key == "delivery.canceled"
-    assert row.published_at is None
-    envelope = parse_envelope(row.body.encode())
-    assert envelope.id == row.event_id
+    (pending,) = session.info[PENDING_ROWS_KEY]
+    assert pending.table is OutboxMessage.__table__
+    row = pending.values
+    assert row["routing_key"] == "delivery.canceled"
+    assert "published_at" not in row
+    envelope = parse_envelope(str(row["body"]).encode())
+    assert envelope.id == row["event_id"]
     assert envelope.source == "/delivery"
     assert envelope.subject == str(order_id)
     assert parse_payload(envelope, DeliveryCanceled) == DeliveryCanceled(

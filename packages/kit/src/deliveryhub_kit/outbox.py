@@ -8,13 +8,27 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from opentelemetry.trace import SpanKind
-from sqlalchemy import BigInteger, Index, Integer, String, Text, delete, func, select, text
+from sqlalchemy import (
+    BigInteger,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, declared_attr, mapped_column
 
 from deliveryhub_contracts.events import Payload, make_envelope
 from deliveryhub_kit.broker import (
@@ -31,6 +45,8 @@ from deliveryhub_kit.tracing import tracer
 logger = logging.getLogger(__name__)
 
 PENDING_KEY = "outbox_pending"
+# Rows emitted in a session's transaction and not yet written, by table.
+PENDING_ROWS_KEY = "outbox_rows"
 
 
 class OutboxMessageMixin:
@@ -77,7 +93,7 @@ class Outbox:
 
     def __init__(self, session: AsyncSession, model: type[OutboxMessageMixin], source: str) -> None:
         self._session = session
-        self._model = model
+        self._table: Table = getattr(model, "__table__")  # noqa: B009 (a mixin does not declare it)
         self._source = source
 
     def emit(self, payload: Payload, *, subject: str) -> None:
@@ -90,14 +106,73 @@ class Outbox:
             traceparent=traceparent,
             correlation_id=correlation_id,
         )
-        row = self._model()
-        row.event_id = envelope.id
-        row.routing_key = envelope.routing_key
-        row.body = envelope.to_json().decode()
-        row.traceparent = traceparent
-        row.correlation_id = correlation_id
-        self._session.add(row)
+        # Kept on the session and written with one INSERT just before the transaction commits
+        # (see _write_pending_rows): cheaper than a tracked object per event.
+        now = utcnow()
+        sync_session = self._session.sync_session
+        # The event belongs to the transaction in progress (begun here if none is: no I/O yet), so
+        # that its rollback, or a savepoint's, takes the event with it.
+        transaction = (
+            sync_session.get_nested_transaction() or sync_session.get_transaction() or sync_session.begin()
+        )
+        pending: list[_PendingRow] = self._session.info.setdefault(PENDING_ROWS_KEY, [])
+        pending.append(
+            _PendingRow(
+                transaction,
+                self._table,
+                {
+                    "event_id": envelope.id,
+                    "routing_key": envelope.routing_key,
+                    "body": envelope.to_json().decode(),
+                    "traceparent": traceparent,
+                    "correlation_id": correlation_id,
+                    "created_at": now,
+                    "next_attempt_at": now,
+                    "attempts": 0,
+                },
+            )
+        )
         self._session.info[PENDING_KEY] = True
+
+
+@dataclass(frozen=True)
+class _PendingRow:
+    transaction: SessionTransaction  # the transaction (or savepoint) the event was emitted in
+    table: Table
+    values: dict[str, object]
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending_rows(session: Session) -> None:
+    """Write the events emitted so far, whoever commits: a commit cannot leave one out."""
+    pending: list[_PendingRow] = session.info.pop(PENDING_ROWS_KEY, [])
+    by_table: dict[Table, list[dict[str, object]]] = {}
+    for row in pending:
+        by_table.setdefault(row.table, []).append(row.values)
+    for table, rows in by_table.items():
+        session.execute(insert(table), rows)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back_rows(session: Session, previous: SessionTransaction) -> None:
+    """Events emitted in a transaction (or savepoint) that rolled back go with it."""
+    pending: list[_PendingRow] = session.info.get(PENDING_ROWS_KEY, [])
+    kept = [row for row in pending if not _within(row.transaction, previous)]
+    if kept:
+        session.info[PENDING_ROWS_KEY] = kept
+    else:
+        session.info.pop(PENDING_ROWS_KEY, None)
+        if previous.parent is None:
+            session.info.pop(PENDING_KEY, None)
+
+
+def _within(transaction: SessionTransaction, outer: SessionTransaction) -> bool:
+    current: SessionTransaction | None = transaction
+    while current is not None:
+        if current is outer:
+            return True
+        current = current.parent
+    return False
 
 
 class OutboxRelay:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import exc, select
+from sqlalchemy import exc, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deliveryhub_orders.models import IdempotencyRecord, Order
+from deliveryhub_orders.models import Base, IdempotencyRecord, Order
+
+# One statement, compiled once; each order only brings its values.
+_ORDER_TABLE = Base.metadata.tables[Order.__tablename__]
+_INSERT_ORDER = insert(_ORDER_TABLE)
+_ORDER_COLUMNS = tuple(column.key for column in _ORDER_TABLE.columns)
 
 
 class SqlOrderRepository:
@@ -38,7 +43,10 @@ class SqlOrderRepository:
     async def add(self, order: Order, record: IdempotencyRecord | None) -> bool:
         """Add the order (and its key); False if a concurrent request took the key first."""
         if record is None:
-            self._session.add(order)
+            # One plain INSERT: the session need not track an order this transaction only creates.
+            await self._session.execute(
+                _INSERT_ORDER, {column: getattr(order, column) for column in _ORDER_COLUMNS}
+            )
             return True
         # Only a key can collide: a savepoint keeps the transaction usable to read the winner's answer.
         try:
