@@ -30,7 +30,7 @@ from deliveryhub_kit.broker import (
 from deliveryhub_kit.context import correlated, trace_context
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.errors import DomainError, is_database_unavailable
-from deliveryhub_kit.inbox import InboxMessageMixin, record_in_inbox, record_many_in_inbox
+from deliveryhub_kit.inbox import InboxMessageMixin, record_in_inbox
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.tracing import tracer
 
@@ -307,15 +307,59 @@ class InboxConsumer:
 
     async def _run_batch(self, lane: int, batch: list[_Pending]) -> None:
         try:
-            if len(batch) == 1:
-                await self._settle(batch[0], self._apply_one(batch[0]))
-            else:
-                await self._apply_batch(batch)
+            await self._apply(batch)
+        except Exception as error:  # settling failed (the channel closed): the broker keeps them
+            for pending in batch:
+                _resolve(pending.settled, error)
         finally:
             self._batches[lane] = None
             for pending in batch:  # cancelled at shutdown: unacked, so the broker keeps them
                 _resolve(pending.settled)
             self._start_batch(lane)
+
+    async def _apply(self, batch: list[_Pending]) -> None:
+        """Apply messages in one transaction with their inbox rows, then ack each.
+
+        Each message still ends on its own: applied and acked, retried or dead-lettered. When a
+        batch's transaction fails, each of its messages is applied again alone, so that one
+        message's failure is its own.
+        """
+        applied: set[int] = set()
+        try:
+            async with self._database.transaction() as session:
+                fresh = await record_in_inbox(
+                    session, self._inbox_model, [(p.decoded.event_id, p.decoded.key) for p in batch]
+                )
+                for index, pending in enumerate(batch):
+                    if pending.decoded.event_id in fresh:
+                        fresh.discard(pending.decoded.event_id)  # a copy later in the batch is a duplicate
+                        applied.add(index)
+                if self._prepare_batch is not None and len(applied) > 1:
+                    await self._prepare_batch(session, [batch[index].decoded.payload for index in applied])
+                for index in sorted(applied):
+                    pending = batch[index]
+                    with self._handling(pending.decoded):
+                        await pending.route(session, pending.decoded.payload)
+        except Exception as error:
+            if is_database_unavailable(error):
+                # An outage is nobody's message's fault: keep them, neither acked nor dead-lettered.
+                for pending in batch:
+                    self._metrics.events_retried.labels(pending.decoded.key).inc()
+                await self._hold_and_requeue_all([pending.message for pending in batch], error)
+            elif len(batch) == 1:
+                with self._handling(batch[0].decoded):
+                    await self._failed(batch[0].message, batch[0].decoded, error)
+            else:
+                logger.info(
+                    "%s: a batch of %d failed (%s); applying each alone", self.name, len(batch), error
+                )
+                for pending in batch:
+                    await self._settle(pending, self._apply([pending]))
+            return
+        self._failing_since = None
+        self._metrics.consumer_batch_size.labels(self.queue).observe(len(batch))
+        for index, pending in enumerate(batch):
+            await self._settle(pending, self._acked(pending.message, pending.decoded, index in applied))
 
     @staticmethod
     async def _settle(pending: _Pending, outcome: Awaitable[None]) -> None:
@@ -326,43 +370,6 @@ class InboxConsumer:
             _resolve(pending.settled, error)
         else:
             _resolve(pending.settled)
-
-    async def _apply_batch(self, batch: list[_Pending]) -> None:
-        """Apply several messages in one transaction; if it fails, apply each on its own.
-
-        Each message still ends on its own: applied and acked, retried or dead-lettered. A message
-        that fails takes its batch's transaction with it, and the others are applied again alone.
-        """
-        applied: set[int] = set()
-        try:
-            async with self._database.transaction() as session:
-                fresh = await record_many_in_inbox(
-                    session, self._inbox_model, [(p.decoded.event_id, p.decoded.key) for p in batch]
-                )
-                for index, pending in enumerate(batch):
-                    if pending.decoded.event_id in fresh:
-                        fresh.discard(pending.decoded.event_id)  # a copy later in the batch is a duplicate
-                        applied.add(index)
-                if self._prepare_batch is not None and applied:
-                    await self._prepare_batch(session, [batch[index].decoded.payload for index in applied])
-                for index in sorted(applied):
-                    pending = batch[index]
-                    with self._handling(pending.decoded):
-                        await pending.route(session, pending.decoded.payload)
-        except Exception as error:
-            if is_database_unavailable(error):
-                for pending in batch:
-                    self._metrics.events_retried.labels(pending.decoded.key).inc()
-                await self._hold_and_requeue_all([pending.message for pending in batch], error)
-                return
-            logger.info("%s: a batch of %d failed (%s); applying each alone", self.name, len(batch), error)
-            for pending in batch:
-                await self._settle(pending, self._apply_one(pending))
-            return
-        self._failing_since = None
-        self._metrics.consumer_batch_size.labels(self.queue).observe(len(batch))
-        for index, pending in enumerate(batch):
-            await self._settle(pending, self._acked(pending.message, pending.decoded, index in applied))
 
     async def _acked(self, message: IncomingMessage, decoded: DecodedMessage, applied: bool) -> None:
         await message.ack()
@@ -391,29 +398,9 @@ class InboxConsumer:
             with correlated(correlation_id, event_id=str(decoded.event_id), event_type=decoded.key):
                 logger.info("%s: event %s %s", self.name, decoded.key, outcome)
 
-    async def _apply_one(self, pending: _Pending) -> None:
-        """One message in a transaction of its own, with the inbox row; ack after the commit."""
-        message, decoded = pending.message, pending.decoded
-        try:
-            with self._handling(decoded):
-                async with self._database.transaction() as session:
-                    applied = await record_in_inbox(session, self._inbox_model, decoded.event_id, decoded.key)
-                    if applied:
-                        await pending.route(session, decoded.payload)
-        except Exception as error:
-            with self._handling(decoded):
-                await self._failed(message, decoded, error)
-            return
-        self._failing_since = None
-        self._metrics.consumer_batch_size.labels(self.queue).observe(1)
-        await self._acked(message, decoded, applied)
-
     async def _failed(self, message: IncomingMessage, decoded: DecodedMessage, error: Exception) -> None:
-        if is_database_unavailable(error):
-            # An outage is nobody's message's fault: keep it, neither acked nor dead-lettered.
-            self._metrics.events_retried.labels(decoded.key).inc()
-            await self._hold_and_requeue_all([message], error)
-        elif _is_transient(error):
+        """Retry a message that failed for a passing cause; dead-letter one that cannot succeed."""
+        if _is_transient(error):
             self._metrics.events_retried.labels(decoded.key).inc()
             await self._retry_later(message, error, decoded.key)
         else:

@@ -22,20 +22,9 @@ class InboxMessageMixin:
 
 
 async def record_in_inbox(
-    session: AsyncSession, model: type[InboxMessageMixin], event_id: uuid.UUID, event_type: str
-) -> bool:
-    """Record the event as applied; False if it had been applied already."""
-    values = {"event_id": event_id, "event_type": event_type, "received_at": utcnow()}
-    statement = (
-        dialect_insert(session, model).values(values).on_conflict_do_nothing().returning(model.event_id)
-    )
-    return (await session.execute(statement)).first() is not None
-
-
-async def record_many_in_inbox(
     session: AsyncSession, model: type[InboxMessageMixin], events: Sequence[tuple[uuid.UUID, str]]
 ) -> set[uuid.UUID]:
-    """Record several events as applied in one statement; the ids that had not been applied yet."""
+    """Record events as applied, in one statement; the ids of those not applied before."""
     received_at = utcnow()
     rows = dict(events)  # one row per id
     values = [
