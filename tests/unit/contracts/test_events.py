@@ -66,7 +66,7 @@ PAYLOADS: list[tuple[Payload, str, str]] = [
 def envelope_json(**changes: object) -> bytes:
     """A valid `order.created` envelope as JSON, with some attributes changed or (None) removed."""
     attributes = json.loads(
-        make_envelope(ORDER_CREATED, source=ORDERS_SOURCE, subject="s", time=SENT_AT).to_json()
+        make_envelope(ORDER_CREATED, source=ORDERS_SOURCE, subject=str(ORDER_ID), time=SENT_AT).to_json()
     )
     for name, value in changes.items():
         if value is None:
@@ -118,8 +118,8 @@ def test_the_envelope_is_structured_mode_cloudevents_json() -> None:
 
 
 def test_each_envelope_gets_a_fresh_id() -> None:
-    first = make_envelope(ORDER_CREATED, source=ORDERS_SOURCE, subject="s", time=SENT_AT)
-    second = make_envelope(ORDER_CREATED, source=ORDERS_SOURCE, subject="s", time=SENT_AT)
+    first = make_envelope(ORDER_CREATED, source=ORDERS_SOURCE, subject=str(ORDER_ID), time=SENT_AT)
+    second = make_envelope(ORDER_CREATED, source=ORDERS_SOURCE, subject=str(ORDER_ID), time=SENT_AT)
 
     assert first.id != second.id
 
@@ -136,7 +136,7 @@ def test_unknown_envelope_attributes_are_kept_as_extensions() -> None:
 )
 def test_amounts_travel_as_json_numbers(total: Decimal, expected: float) -> None:
     payload = ORDER_CREATED.model_copy(update={"total": total})
-    envelope = make_envelope(payload, source=ORDERS_SOURCE, subject="s", time=SENT_AT)
+    envelope = make_envelope(payload, source=ORDERS_SOURCE, subject=str(ORDER_ID), time=SENT_AT)
 
     sent_total = json.loads(envelope.to_json())["data"]["total"]
 
@@ -150,7 +150,10 @@ def test_amounts_travel_as_json_numbers(total: Decimal, expected: float) -> None
 
 def test_a_payload_ignores_fields_it_does_not_know() -> None:
     envelope = make_envelope(
-        DeliveryCanceled(order_id=ORDER_ID, reason="r"), source=DELIVERY_SOURCE, subject="s", time=SENT_AT
+        DeliveryCanceled(order_id=ORDER_ID, reason="r"),
+        source=DELIVERY_SOURCE,
+        subject=str(ORDER_ID),
+        time=SENT_AT,
     )
     extended = envelope.model_copy(update={"data": {**envelope.data, "added_in_a_later_version": True}})
 
@@ -230,7 +233,10 @@ def test_data_missing_a_field_is_malformed() -> None:
 
 def test_data_of_another_event_type_is_malformed() -> None:
     envelope = make_envelope(
-        DeliveryCanceled(order_id=ORDER_ID, reason="r"), source=DELIVERY_SOURCE, subject="s", time=SENT_AT
+        DeliveryCanceled(order_id=ORDER_ID, reason="r"),
+        source=DELIVERY_SOURCE,
+        subject=str(ORDER_ID),
+        time=SENT_AT,
     )
 
     with pytest.raises(MalformedEvent, match=r"invalid delivery\.canceled data"):

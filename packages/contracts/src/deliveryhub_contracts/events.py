@@ -18,6 +18,16 @@ from pydantic import (
     ValidationError,
 )
 
+from deliveryhub_contracts.values import (
+    MAX_AMOUNT,
+    MAX_CORRELATION_ID_LENGTH,
+    Address,
+    Moment,
+    PersonName,
+    Reason,
+    Version,
+)
+
 SPEC_VERSION: Final = "1.0"
 CONTENT_TYPE: Final = "application/json"
 TYPE_PREFIX: Final = "deliveryhub."
@@ -27,6 +37,8 @@ DELIVERY_SOURCE: Final = "/delivery"
 
 # Amounts travel as JSON numbers; two decimal places keep them exact in every JSON parser.
 Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+# An order's total as an event may carry it: what the orders table holds, to the cent.
+Total = Annotated[Amount, Field(ge=0, le=MAX_AMOUNT, decimal_places=2)]
 
 
 class Payload(BaseModel):
@@ -38,10 +50,10 @@ class Payload(BaseModel):
 class OrderSnapshot(Payload):
     order_id: uuid.UUID
     customer_id: uuid.UUID
-    address: str = Field(min_length=1)
-    date: AwareDatetime
-    total: Amount
-    version: int = Field(ge=1)
+    address: Address
+    date: Moment
+    total: Total
+    version: Version
 
 
 class OrderCreated(OrderSnapshot):
@@ -49,18 +61,18 @@ class OrderCreated(OrderSnapshot):
 
 
 class OrderPaid(OrderSnapshot):
-    paid_at: AwareDatetime
+    paid_at: Moment
 
 
 class OrderCanceled(Payload):
     order_id: uuid.UUID
-    version: int = Field(ge=1)
-    reason: str
+    version: Version
+    reason: Reason
 
 
 class Deliveryman(Payload):
     id: uuid.UUID
-    name: str
+    name: PersonName
 
 
 class DeliveryAppointed(Payload):
@@ -71,12 +83,12 @@ class DeliveryAppointed(Payload):
 class DeliveryFinished(Payload):
     order_id: uuid.UUID
     deliveryman_id: uuid.UUID
-    finished_at: AwareDatetime
+    finished_at: Moment
 
 
 class DeliveryCanceled(Payload):
     order_id: uuid.UUID
-    reason: str
+    reason: Reason
 
 
 EventKey = Literal[
@@ -119,15 +131,15 @@ class Envelope(BaseModel):
 
     specversion: Literal["1.0"]
     id: uuid.UUID
-    source: str = Field(min_length=1)
-    type: str = Field(min_length=1)
+    source: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=200)
     time: AwareDatetime
-    subject: str | None = None
+    subject: str | None = Field(default=None, max_length=200)
     datacontenttype: Literal["application/json"] = CONTENT_TYPE
     data: dict[str, JsonValue]
     # Extensions: the W3C trace context and the correlation id of the request that caused it.
-    traceparent: str | None = None
-    correlationid: str | None = None
+    traceparent: str | None = Field(default=None, max_length=512)
+    correlationid: str | None = Field(default=None, max_length=MAX_CORRELATION_ID_LENGTH)
 
     @property
     def routing_key(self) -> str:
@@ -139,6 +151,15 @@ class Envelope(BaseModel):
 
 class MalformedEvent(ValueError):
     """The bytes are not an event this system understands; retrying cannot help."""
+
+
+class ForeignEvent(MalformedEvent):
+    """A well-formed event its sender could not have sent: another service's event, or a type that
+    disagrees with the routing key it was published with."""
+
+
+# The first word of a routing key names the one service that sends such events.
+SOURCE_OF: Final[dict[str, str]] = {"order": ORDERS_SOURCE, "delivery": DELIVERY_SOURCE}
 
 
 def make_envelope(
@@ -170,22 +191,48 @@ def parse_envelope(body: bytes) -> Envelope:
     """Parse a structured-mode CloudEvent; raise `MalformedEvent` saying what is wrong."""
     try:
         raw: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:
+        # Not only bad syntax: bytes that are not UTF-8, and integers past Python's digit limit.
         raise MalformedEvent(f"body is not JSON: {error}") from error
     if not isinstance(raw, dict):
         raise MalformedEvent("body is not a JSON object")
     try:
         return Envelope.model_validate(raw)
-    except ValidationError as error:
-        raise MalformedEvent(f"not a CloudEvents 1.0 envelope: {_summary(error)}") from error
+    except (ValidationError, RecursionError) as error:
+        detail = _summary(error) if isinstance(error, ValidationError) else "nested too deeply"
+        raise MalformedEvent(f"not a CloudEvents 1.0 envelope: {detail}") from error
+
+
+def check_origin(envelope: Envelope, published_as: str | None) -> None:
+    """Refuse an event its sender could not have sent (`ForeignEvent`).
+
+    `published_as` is the routing key the event was published with, when known: the type must agree
+    with it. Order events come only from the orders service, delivery events only from delivery.
+    """
+    key = envelope.routing_key
+    if published_as is not None and published_as != key:
+        raise ForeignEvent(
+            f"an event of type {envelope.type!r} was published with routing key {published_as!r}"
+        )
+    owner = SOURCE_OF.get(key.partition(".")[0])
+    if owner is not None and envelope.source != owner:
+        raise ForeignEvent(f"{key} is accepted only from source {owner!r}, not from {envelope.source!r}")
 
 
 def parse_payload(envelope: Envelope, payload_type: type[Payload]) -> Payload:
-    """Validate the envelope's data as the given payload type."""
+    """Validate the envelope's data as the given payload type, about the order its subject names."""
     try:
-        return payload_type.model_validate(envelope.data)
-    except ValidationError as error:
-        raise MalformedEvent(f"invalid {envelope.routing_key} data: {_summary(error)}") from error
+        payload = payload_type.model_validate(envelope.data)
+    except (ValidationError, RecursionError) as error:
+        detail = _summary(error) if isinstance(error, ValidationError) else "nested too deeply"
+        raise MalformedEvent(f"invalid {envelope.routing_key} data: {detail}") from error
+    order_id = getattr(payload, "order_id", None)
+    if envelope.subject is not None and order_id is not None and envelope.subject != str(order_id):
+        raise MalformedEvent(
+            f"the subject {envelope.subject[:60]!r} is not the order {order_id} "
+            f"that the {envelope.routing_key} data is about"
+        )
+    return payload
 
 
 def _summary(error: ValidationError) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Final
+from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from deliveryhub_contracts.values import Address, storable_moment
 
 ORDER_CREATED_QUEUE: Final = "order_created_queue"
 ORDER_PAID_QUEUE: Final = "order_paid_queue"
@@ -18,8 +20,9 @@ class LegacyOrderCreated(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     order_id: uuid.UUID
-    date: datetime
-    address: str = Field(min_length=1)
+    # The teaching design sends dates without a zone: they are UTC.
+    date: Annotated[datetime, AfterValidator(storable_moment)]
+    address: Address
 
 
 class LegacyOrderPaid(BaseModel):

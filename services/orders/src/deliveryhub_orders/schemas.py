@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,36 +17,31 @@ from pydantic import (
 )
 
 from deliveryhub_contracts.events import Amount
+from deliveryhub_contracts.values import (
+    MAX_ADDRESS_LENGTH,
+    MAX_AMOUNT,
+    MAX_NAME_LENGTH,
+    Moment,
+    storable_text,
+)
 from deliveryhub_orders.domain import Item, OrderStatus, order_total
 from deliveryhub_orders.models import Order
 
 MAX_ITEMS = 100
-# The largest total the orders table's Numeric(14, 2) column holds.
-MAX_TOTAL = Decimal("999999999999.99")
+MAX_TOTAL = MAX_AMOUNT
 
-
-def _without_nul(text: str) -> str:
-    # PostgreSQL stores no NUL character in text or JSONB.
-    if "\x00" in text:
-        raise ValueError("must not contain the NUL character")
-    return text
-
-
-def _storable_date(value: datetime) -> datetime:
-    try:
-        value.astimezone(UTC)
-    except OverflowError as error:
-        raise ValueError("the date is out of range") from error
-    return value
-
-
+# The same bounds the orders' events are held to (deliveryhub_contracts.values); input is also trimmed.
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_without_nul)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH),
+    AfterValidator(storable_text),
 ]
 Address = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(_without_nul)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ADDRESS_LENGTH),
+    AfterValidator(storable_text),
 ]
-DeliveryDate = Annotated[AwareDatetime, AfterValidator(_storable_date)]
+DeliveryDate = Moment
 
 
 class ItemIn(BaseModel):
