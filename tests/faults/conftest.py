@@ -13,7 +13,7 @@ from deliveryhub_kit.keys import KeyPair
 from tests.conftest import Amqp, BrokerNamespace, Databases
 from tests.faults.invariants import CHECKED, SystemView
 from tests.faults.report import ScenarioRecord, save
-from tests.faults.system import FaultSystem, Lines
+from tests.faults.system import FaultSystem, Lines, fault_system
 
 PHASES = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -67,19 +67,8 @@ async def system(
     tmp_path: Path,
 ) -> AsyncIterator[FaultSystem]:
     """Fresh orders and delivery databases and broker names; services start on the proxied lines."""
-    orders_url = await databases.create_migrated("orders")
-    delivery_url = await databases.create_migrated("delivery")
-    started = FaultSystem(
-        database_urls={"orders": orders_url, "delivery": delivery_url},
-        namespace=broker_namespace,
-        lines=lines,
-        public_key_pem=key_pair.public_pem,
-        workdir=tmp_path,
-    )
-    yield started
-    await started.close()
-    await databases.drop(orders_url)
-    await databases.drop(delivery_url)
+    async with fault_system(databases, broker_namespace, lines, key_pair.public_pem, tmp_path) as started:
+        yield started
 
 
 @pytest.fixture

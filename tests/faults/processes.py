@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deliveryhub_cli.services import SERVICES, ServiceSpec
 from tests.conftest import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.support.ports import free_port
 
 
 def service_spec(name: str) -> ServiceSpec:

@@ -9,8 +9,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,14 +20,19 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI
 
-from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, ORDERS_DELIVERY_EVENTS, Names
+from deliveryhub_contracts.topology import (
+    DELIVERY_ORDER_EVENTS,
+    ORDERS_DELIVERY_EVENTS,
+    Names,
+    legacy_queues,
+)
 from deliveryhub_delivery.app import create_app as create_delivery_app
 from deliveryhub_delivery.settings import DeliverySettings
 from deliveryhub_kit.runtime import ServiceRuntime
 from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_orders.app import create_app as create_orders_app
 from deliveryhub_orders.settings import OrdersSettings
-from tests.conftest import AMQP_URL, POSTGRES_SERVER_URL, BrokerNamespace, Tokens, wait_for
+from tests.conftest import AMQP_URL, POSTGRES_SERVER_URL, BrokerNamespace, Databases, Tokens, wait_for
 from tests.faults.processes import ServiceProcess
 from tests.support.proxy import TcpProxy
 
@@ -35,6 +40,7 @@ ServiceName = Literal["orders", "delivery"]
 
 # Short delays keep retried messages (a unique violation between two consumers) inside the test's time.
 RETRY_DELAYS = (0.5, 1.0, 2.0)
+OUTAGE_HOLD_SECONDS = 2.0
 LAPTEV = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
 ZUEV = uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed")
 
@@ -64,11 +70,12 @@ class Lines:
     delivery_broker: TcpProxy
 
     @classmethod
-    async def open(cls) -> Lines:
+    async def open(cls, delivery_database: tuple[str, int] | None = None) -> Lines:
+        """Lines to the test servers; the delivery service's database may be on another server."""
         database, broker = server_address(POSTGRES_SERVER_URL + "/postgres"), server_address(AMQP_URL)
         return cls(
             orders_database=await TcpProxy(*database).start(),
-            delivery_database=await TcpProxy(*database).start(),
+            delivery_database=await TcpProxy(*(delivery_database or database)).start(),
             orders_broker=await TcpProxy(*broker).start(),
             delivery_broker=await TcpProxy(*broker).start(),
         )
@@ -145,9 +152,14 @@ class FaultSystem:
     def dead_letter_queue(self, service: ServiceName) -> str:
         return Names.dead_letter_queue(self.queue(service))
 
+    @property
+    def legacy_queues(self) -> tuple[str, str]:
+        """The delivery service's `order_created` and `order_paid` queues of the teaching design."""
+        return legacy_queues(self.namespace.legacy_prefix)
+
     def settings_values(self, service: ServiceName) -> dict[str, Any]:
         """The settings every scenario's service runs with; its lines go through the proxies."""
-        return {
+        values: dict[str, Any] = {
             "environment": "test",
             "database_url": through(self.lines.database(service), self.database_urls[service]),
             "amqp_url": through(self.lines.broker(service), AMQP_URL),
@@ -157,8 +169,14 @@ class FaultSystem:
             "publish_timeout_seconds": 5.0,
             "database_pool_size": 5,
             "retry_delays_seconds": RETRY_DELAYS,
+            # Shorter than the outages here, so that holding and giving back are both exercised.
+            "consumer_outage_hold_seconds": OUTAGE_HOLD_SECONDS,
             "log_level": "INFO",
         }
+        if service == "delivery":
+            # The teaching design's queues too, as a shop still running its old producer has them.
+            values["legacy_queue_prefix"] = self.namespace.legacy_prefix
+        return values
 
     def settings(self, service: ServiceName) -> ServiceSettings:
         values = self.settings_values(service)
@@ -207,6 +225,36 @@ class FaultSystem:
         for service in reversed(self._in_process):
             await service.stop()
         await self.lines.close()
+
+
+@asynccontextmanager
+async def fault_system(
+    databases: Databases,
+    namespace: BrokerNamespace,
+    lines: Lines,
+    public_key_pem: str,
+    workdir: Path,
+    *,
+    delivery_database_url: str | None = None,
+) -> AsyncIterator[FaultSystem]:
+    """Fresh databases (the delivery one may be given) and the test's broker names; the services
+    start on the proxied lines. Everything is removed at the end."""
+    made = [await databases.create_migrated("orders")]
+    if delivery_database_url is None:
+        made.append(await databases.create_migrated("delivery"))
+    system = FaultSystem(
+        database_urls={"orders": made[0], "delivery": delivery_database_url or made[1]},
+        namespace=namespace,
+        lines=lines,
+        public_key_pem=public_key_pem,
+        workdir=workdir,
+    )
+    try:
+        yield system
+    finally:
+        await system.close()
+        for url in made:
+            await databases.drop(url)
 
 
 class Story(enum.StrEnum):

@@ -11,6 +11,7 @@ from tests.conftest import Tokens, wait_for
 from tests.faults.invariants import SystemView, converge
 from tests.faults.report import ScenarioRecord
 from tests.faults.system import FaultSystem, Shop, mixed_stories
+from tests.support.metrics import counter_total
 
 pytestmark = pytest.mark.integration
 
@@ -60,12 +61,7 @@ async def test_database_cut_while_messages_are_consumed(
     assert not shop.failures(), shop.failures()
     # Not parked during the outage; and none acked unapplied, or the invariant would miss its effect.
     assert seen["parked_during_cut"] == 0
-    retried = sum(
-        sample.value
-        for family in delivery.runtime.metrics.events_retried.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    )
+    retried = counter_total(delivery.runtime.metrics.events_retried)
     assert retried > 0, "no message met the outage: the cut proved nothing"
     # A held message's pause follows the outage's length, so consuming resumes soon after the mend.
     assert converge_seconds < CUT_SECONDS + 3, f"{converge_seconds:.1f}s to resume after the mend"

@@ -1,18 +1,20 @@
-"""Poison messages among the order events: each parked with its reason while good ones keep flowing."""
+"""Hostile and broken messages among the order events: each parked with its reason, the good ones flow."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
-from dataclasses import dataclass, replace
+from collections import Counter
 
 import pytest
 
-from deliveryhub_contracts.events import ORDERS_SOURCE, OrderCreated, make_envelope
-from deliveryhub_kit.db import utcnow
+from deliveryhub_contracts.topology import Names
+from deliveryhub_kit.broker import HeaderValue
+from deliveryhub_kit.dead_letters import DeadLetterBox
+from deliveryhub_kit.settings import ServiceSettings
 from tests.conftest import Amqp, Tokens, wait_for
+from tests.faults.hostile import Hostile, every_kind
 from tests.faults.invariants import SystemView, converge
 from tests.faults.report import ScenarioRecord
 from tests.faults.system import FaultSystem, Shop, mixed_stories
@@ -20,127 +22,96 @@ from tests.faults.system import FaultSystem, Shop, mixed_stories
 pytestmark = pytest.mark.integration
 
 ORDERS = 40
-HUGE_BYTES = 5 * 1024 * 1024
+# More copies of each kind than a consumer holds at once: a kind that stalled it would show.
+PREFETCH = int(ServiceSettings.model_fields["consumer_prefetch"].default)
+COPIES = PREFETCH + 6
 
 
-@dataclass(frozen=True)
-class Poison:
-    kind: str
-    routing_key: str
-    body: bytes
-    error_class: str
-    reason_says: str
-    message_id: str = ""
-
-
-def envelope(event_type: str, data: dict[str, object]) -> bytes:
-    """A well-formed CloudEvent from the orders source, whatever its type and data."""
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": ORDERS_SOURCE,
-            "type": event_type,
-            "time": utcnow().isoformat(),
-            "subject": str(data.get("order_id", "")),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
-    ).encode()
-
-
-def huge_order_created() -> bytes:
-    """A valid `order.created` whose address alone is megabytes long."""
-    payload = OrderCreated(
-        order_id=uuid.uuid4(),
-        customer_id=uuid.uuid4(),
-        address="x" * HUGE_BYTES,
-        date=utcnow(),
-        total=1,
-        version=1,
-    )
-    return make_envelope(
-        payload, source=ORDERS_SOURCE, subject=str(payload.order_id), time=utcnow()
-    ).to_json()
-
-
-def poisons() -> list[Poison]:
-    order_id = str(uuid.uuid4())
-    return [
-        Poison(
-            "malformed JSON", "order.created", b'{"specversion": "1.0", "id": ', "MalformedEvent", "not JSON"
-        ),
-        Poison(
-            "unknown type",
-            "order.refunded",
-            envelope("deliveryhub.order.refunded", {"order_id": order_id, "version": 2}),
-            "MalformedEvent",
-            "no handler for event type",
-        ),
-        Poison(
-            "valid envelope, invalid payload",
-            "order.paid",
-            envelope("deliveryhub.order.paid", {"order_id": order_id, "version": 0, "address": ""}),
-            "MalformedEvent",
-            "invalid order.paid data",
-        ),
-        Poison(
-            f"huge ({HUGE_BYTES // 1024 // 1024} MB valid order.created)",
-            "order.created",
-            huge_order_created(),
-            "MessageTooLarge",
-            "bytes",
-        ),
-    ]
-
-
-async def test_poison_messages_are_dead_lettered_while_good_ones_flow(
+async def test_hostile_messages_are_dead_lettered_while_good_ones_flow(
     system: FaultSystem, view: SystemView, tokens: Tokens, amqp: Amqp, scenario: ScenarioRecord
 ) -> None:
     orders = await system.start_in_process("orders")
-    await system.start_in_process("delivery")
+    delivery = await system.start_in_process("delivery")
     shop = Shop(tokens, [orders.client])
     stream = asyncio.create_task(shop.stream(mixed_stories(ORDERS), every=0.05))
+    created_queue, paid_queue = system.legacy_queues
+    queue_of = {
+        "events": system.queue("delivery"),
+        "legacy created": created_queue,
+        "legacy paid": paid_queue,
+    }
 
-    async def placed(count: int) -> None:
-        await wait_for(lambda: shop.placed >= count, timeout=30, message=f"{count} good orders")
-
-    injected: list[Poison] = []
-    for number, poison in enumerate(poisons(), start=1):
-        # Spread among the good ones, as a broken producer would send them.
-        await placed(number * ORDERS // 5)
-        message_id = f"poison-{number}-{uuid.uuid4().hex[:8]}"
-        await amqp.publish(
-            poison.routing_key, poison.body, exchange=system.names.exchange, message_id=message_id
-        )
-        injected.append(replace(poison, message_id=message_id))
-    last_injected_at = time.monotonic()
+    kinds = every_kind()
+    injected: dict[str, Hostile] = {}
+    started_at = time.monotonic()
+    for number, hostile in enumerate(kinds):
+        # Spread among the good orders, as a broken producer would send them.
+        placed_before = number * ORDERS // len(kinds)
+        await wait_for(lambda: shop.placed >= placed_before, timeout=30, message="good orders")  # noqa: B023
+        for copy in range(COPIES):
+            message_id = f"hostile-{number}-{copy}-{uuid.uuid4().hex[:6]}"
+            headers: dict[str, HeaderValue] = dict(hostile.headers)
+            if hostile.target == "events":
+                await amqp.publish(
+                    hostile.routing_key,
+                    hostile.body,
+                    exchange=system.names.exchange,
+                    message_id=message_id,
+                    headers=headers,
+                )
+            else:
+                await amqp.publish(
+                    queue_of[hostile.target], hostile.body, message_id=message_id, headers=headers
+                )
+            injected[message_id] = hostile
     await stream
-    converge_seconds = await converge(view, shop.stories, [poison.message_id for poison in injected])
 
-    assert not shop.failures(), shop.failures()
-    parked = {letter.message_id: letter for letter in await view.dead_letters()}
+    dead_letter_queues = [Names.dead_letter_queue(queue) for queue in queue_of.values()]
+
+    async def all_parked() -> bool:
+        counts = [await amqp.message_count(queue) for queue in dead_letter_queues]
+        assert sum(counts) >= len(injected), f"{sum(counts)} of {len(injected)} dead-lettered"
+        return True
+
+    await wait_for(all_parked, timeout=60, message="every hostile message to be dead-lettered")
+    parked_seconds = time.monotonic() - started_at
+    letters = await DeadLetterBox(view.connection).browse(dead_letter_queues)
+    assert Counter(letter.message_id for letter in letters) == Counter(list(injected)), "each exactly once"
+    wrong: list[str] = []
     reasons: dict[str, str] = {}
-    for poison in injected:
-        letter = parked[poison.message_id]
-        assert letter.error_class == poison.error_class, (poison.kind, letter)
-        assert poison.reason_says in letter.reason, (poison.kind, letter.reason)
-        assert letter.original_queue == system.queue("delivery")
-        reasons[poison.kind] = f"{letter.error_class}: {letter.reason[:90]}"
+    for letter in letters:
+        hostile = injected[letter.message_id]
+        if letter.error_class != hostile.error_class or hostile.reason_says not in letter.reason:
+            wrong.append(f"{hostile.kind}: {letter.error_class}: {letter.reason[:160]}")
+        assert letter.original_queue == queue_of[hostile.target]
+        reasons[hostile.kind] = f"{letter.error_class}: {letter.reason[:100]}"
+    assert not wrong, sorted(set(wrong))
 
-    scenario.title = "Poison messages among good ones"
-    scenario.fault = "published to the events exchange among the order events: " + "; ".join(
-        p.kind for p in injected
+    events_parked = [message_id for message_id, hostile in injected.items() if hostile.target == "events"]
+    converge_seconds = await converge(view, shop.stories, events_parked, timeout=90)
+    assert not shop.failures(), shop.failures()
+
+    # Nothing held unsettled: once the consumers let go, every consuming queue is empty.
+    await delivery.stop()
+    for queue in queue_of.values():
+        assert await amqp.message_count(queue) == 0, f"{queue} kept messages unsettled"
+
+    scenario.title = "Hostile and broken messages among good ones"
+    scenario.fault = (
+        f"{len(kinds)} kinds of bad message, {COPIES} copies each (the consumer holds {PREFETCH} at once), "
+        "published among the order events and on the teaching design's queues"
     )
     scenario.fault_seconds = None
     scenario.orders = ORDERS
     scenario.checked = [
-        "each poison message dead-lettered once, with its error class and reason",
+        "each bad message dead-lettered exactly once, with its error class and reason",
         "every good order converged meanwhile",
+        "no message left unsettled: the consuming queues are empty once the consumer stops",
     ]
     scenario.converge_seconds = round(converge_seconds, 1)
-    scenario.figure("poison messages", len(injected))
-    scenario.figure("largest (bytes)", max(len(poison.body) for poison in injected))
-    scenario.figure("seconds from the last poison to convergence", time.monotonic() - last_injected_at)
+    scenario.figure("kinds of bad message", len(kinds))
+    scenario.figure("bad messages", len(injected))
+    scenario.figure("largest (bytes)", max(len(hostile.body) for hostile in kinds))
+    scenario.figure("seconds from the first bad message until all were parked", parked_seconds)
     for kind, reason in reasons.items():
         scenario.figure(f"dead letter: {kind}", reason)

@@ -17,8 +17,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from deliveryhub_contracts.events import ORDERS_SOURCE, OrderCreated
 from deliveryhub_contracts.topology import Names, QueueSpec
 from deliveryhub_kit.broker import IncomingMessage, OutgoingMessage
-from deliveryhub_kit.consumer import InboxConsumer, RetryLater, route
+from deliveryhub_kit.consumer import InboxConsumer, route
 from deliveryhub_kit.db import Database, make_metadata
+from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.memory_broker import MemoryBroker, MemoryHub
 from deliveryhub_kit.outbox import Outbox, OutboxRelay
 from deliveryhub_kit.topology import service_topology

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_contracts.events import ORDERS_SOURCE, Envelope, OrderCreated, make_envelope
 from deliveryhub_contracts.topology import Names, QueueSpec
-from deliveryhub_kit.consumer import EventRoute, InboxConsumer, RetryLater, route
+from deliveryhub_kit.consumer import EventRoute, InboxConsumer, route
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.errors import Conflict
+from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
@@ -28,6 +29,7 @@ from tests.conftest import Amqp, BrokerNamespace, PublishEvent, StandInApplied, 
 pytestmark = pytest.mark.integration
 
 TEST_EVENTS = QueueSpec("kit.test-events", ("order.*",))
+RETRY_DELAYS = (0.2, 0.2, 0.2)
 
 Apply = Callable[[AsyncSession, OrderCreated], Awaitable[None]]
 
@@ -78,7 +80,8 @@ async def start_consumer(
 ) -> AsyncIterator[StartConsumer]:
     names = broker_namespace.names
     queue = broker_namespace.track_queue(names.queue(TEST_EVENTS))
-    await rabbit_broker.declare(service_topology(names, consumes=TEST_EVENTS))
+    broker_namespace.retry_delays.extend(RETRY_DELAYS)
+    await rabbit_broker.declare(service_topology(names, consumes=TEST_EVENTS, retry_delays=RETRY_DELAYS))
     started: list[InboxConsumer] = []
 
     async def start(apply: Apply = record) -> InboxConsumer:
@@ -94,6 +97,7 @@ async def start_consumer(
             prefetch=mode.prefetch,
             batch_size=mode.batch_size,
             lanes=mode.lanes,
+            retry_delays=RETRY_DELAYS,
             metrics=Metrics(),
         )
         await consumer.start()

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_contracts.events import OrderCreated
 from deliveryhub_contracts.topology import Names, QueueSpec
-from deliveryhub_kit.consumer import InboxConsumer, RetryLater, route
+from deliveryhub_kit.consumer import InboxConsumer, route
 from deliveryhub_kit.db import Database
+from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
 from tests.conftest import Amqp, BrokerNamespace, PublishEvent, StandInInbox, WaitFor

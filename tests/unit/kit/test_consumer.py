@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deliveryhub_contracts.events import (
     ORDERS_SOURCE,
     DeliveryCanceled,
+    ForeignEvent,
     MalformedEvent,
     OrderCanceled,
     make_envelope,
@@ -35,14 +36,19 @@ class Message:
     body: bytes
     message_id: str | None = None
     routing_key: str = "order.canceled"
+    exchange: str = "deliveryhub.events"
     content_type: str | None = "application/json"
     redelivered: bool = False
+    delivery_count: int = 0
     headers: Mapping[str, object] = field(default_factory=dict)
 
     async def ack(self) -> None:
         raise AssertionError("decoding must not settle the message")
 
-    async def reject(self, *, requeue: bool) -> None:
+    async def requeue(self) -> None:
+        raise AssertionError("decoding must not settle the message")
+
+    async def reject(self) -> None:
         raise AssertionError("decoding must not settle the message")
 
 
@@ -69,12 +75,12 @@ def test_an_event_without_a_route_is_malformed() -> None:
     envelope = make_envelope(
         DeliveryCanceled(order_id=ORDER_ID, reason="r"),
         source="/delivery",
-        subject="s",
+        subject=str(ORDER_ID),
         time=datetime.now(UTC),
     )
 
     with pytest.raises(MalformedEvent, match=r"no handler for event type 'deliveryhub\.delivery\.canceled'"):
-        decode_order_events(Message(envelope.to_json()))
+        decode_order_events(Message(envelope.to_json(), routing_key="delivery.canceled"))
 
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"specversion": "1.0"}'])
@@ -87,13 +93,80 @@ def test_a_cloud_event_with_invalid_data_is_malformed() -> None:
     envelope = make_envelope(
         OrderCanceled(order_id=ORDER_ID, version=2, reason="r"),
         source=ORDERS_SOURCE,
-        subject="s",
+        subject=str(ORDER_ID),
         time=datetime.now(UTC),
     )
     broken = envelope.model_copy(update={"data": {**envelope.data, "version": "second"}})
 
     with pytest.raises(MalformedEvent, match="version"):
         decode_order_events(Message(broken.to_json()))
+
+
+def canceled_envelope(**changes: object) -> bytes:
+    envelope = make_envelope(
+        OrderCanceled(order_id=ORDER_ID, version=2, reason="r"),
+        source=ORDERS_SOURCE,
+        subject=str(ORDER_ID),
+        time=datetime.now(UTC),
+    )
+    return json.dumps({**json.loads(envelope.to_json()), **changes}, separators=(",", ":")).encode()
+
+
+def test_an_order_event_from_another_source_is_foreign() -> None:
+    with pytest.raises(ForeignEvent, match="accepted only from source '/orders', not from '/delivery'"):
+        decode_order_events(Message(canceled_envelope(source="/delivery")))
+
+
+def test_an_event_whose_type_disagrees_with_its_routing_key_is_foreign() -> None:
+    with pytest.raises(ForeignEvent, match=r"published with routing key 'order\.created'"):
+        decode_order_events(Message(canceled_envelope(), routing_key="order.created"))
+
+
+def test_an_event_back_from_a_delay_queue_is_checked_against_its_first_routing_key() -> None:
+    # Dead-lettered back through the default exchange: the routing key is the queue's name.
+    back = Message(
+        canceled_envelope(),
+        exchange="",
+        routing_key="delivery.order-events",
+        headers={"x-original-routing-key": "order.canceled"},
+    )
+    forged = Message(
+        canceled_envelope(),
+        exchange="",
+        routing_key="delivery.order-events",
+        headers={"x-original-routing-key": "order.paid"},
+    )
+
+    assert decode_order_events(back).key == "order.canceled"
+    with pytest.raises(ForeignEvent):
+        decode_order_events(forged)
+
+
+def test_an_event_about_another_order_than_its_subject_is_malformed() -> None:
+    with pytest.raises(MalformedEvent, match="is not the order"):
+        decode_order_events(Message(canceled_envelope(subject=str(uuid.uuid4()))))
+
+
+def test_a_type_without_the_system_prefix_has_no_handler() -> None:
+    with pytest.raises(MalformedEvent, match=r"no handler for event type 'order\.canceled'"):
+        decode_order_events(Message(canceled_envelope(type="order.canceled")))
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (canceled_envelope().replace(b'"version":2', b'"version":' + b"9" * 5000), "not JSON"),
+        (b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not JSON"),
+        (canceled_envelope().replace(b'"reason":"r"', b'"reason":"' + b"r" * 600 + b'"'), "reason"),
+        (canceled_envelope().replace(b'"reason":"r"', b'"reason":"\\u0000"'), "NUL"),
+        (canceled_envelope().replace(b'"reason":"r"', b'"reason":"\\ud800"'), "reason"),
+        (canceled_envelope().replace(b'"version":2', b'"version":NaN'), "version"),
+        (canceled_envelope(correlationid="c" * 129), "correlationid"),
+    ],
+)
+def test_values_past_the_apis_bounds_are_malformed(body: bytes, says: str) -> None:
+    with pytest.raises(MalformedEvent, match=says):
+        decode_order_events(Message(body))
 
 
 def test_a_legacy_message_is_decoded() -> None:

@@ -199,7 +199,7 @@ async def test_a_requeued_message_comes_again_marked_redelivered(
     await asyncio.sleep(0)
     assert inbox.received[0].redelivered is False
 
-    await inbox.received[0].reject(requeue=True)
+    await inbox.received[0].requeue()
 
     await wait_for(lambda: len(inbox.received) == 2)
     assert inbox.bodies() == ["again", "again"]
@@ -214,7 +214,7 @@ async def test_a_rejected_message_goes_to_the_queues_dead_letter_queue(
     await broker.publish(EXCHANGE, "order.created", message("poison", **{"x-attempts": 1}))
     await asyncio.sleep(0)
 
-    await inbox.received[0].reject(requeue=False)
+    await inbox.received[0].reject()
 
     await wait_for(lambda: dead.received)
     parked = dead.received[0]

@@ -21,12 +21,16 @@ class OutgoingMessage:
 
 
 class IncomingMessage(Protocol):
-    """A delivered message; exactly one of `ack` or `reject` settles it."""
+    """A delivered message; exactly one of `ack`, `requeue` or `reject` settles it."""
 
     @property
     def body(self) -> bytes: ...
     @property
     def headers(self) -> Mapping[str, object]: ...
+    @property
+    def exchange(self) -> str:
+        """The exchange it was published (or dead-lettered) to; "" for the default exchange."""
+
     @property
     def routing_key(self) -> str: ...
     @property
@@ -35,9 +39,17 @@ class IncomingMessage(Protocol):
     def content_type(self) -> str | None: ...
     @property
     def redelivered(self) -> bool: ...
+    @property
+    def delivery_count(self) -> int:
+        """How often the queue handed it out before and had it back (0 on its first delivery)."""
 
     async def ack(self) -> None: ...
-    async def reject(self, *, requeue: bool) -> None: ...
+
+    async def requeue(self) -> None:
+        """Give it back to the head of its queue, for this or another consumer."""
+
+    async def reject(self) -> None:
+        """Refuse it: the queue dead-letters it to its own dead-letter target (or drops it)."""
 
 
 MessageHandler = Callable[[IncomingMessage], Awaitable[None]]
@@ -54,6 +66,9 @@ class QueueDeclaration:
     name: str
     arguments: Mapping[str, HeaderValue] = field(default_factory=dict)
     bindings: tuple[tuple[str, str], ...] = ()  # (exchange, routing key)
+    # For a quorum queue: after this many returns the broker dead-letters a message itself (the
+    # backstop of a consumer that never settles it). None: no limit, however the broker spells it.
+    delivery_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,9 @@ class PublishRejected(BrokerError):
 class Subscription(Protocol):
     async def cancel(self) -> None:
         """Stop receiving new messages; those in hand can still be settled."""
+
+    async def resume(self) -> None:
+        """Receive messages again after `cancel`, on the same terms."""
 
     async def close(self) -> None:
         """Give up the subscription; unsettled messages go back to the queue."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -10,14 +11,21 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deliveryhub_contracts.events import MalformedEvent, Payload, parse_envelope, parse_payload
+from deliveryhub_contracts.events import (
+    TYPE_PREFIX,
+    MalformedEvent,
+    Payload,
+    check_origin,
+    parse_envelope,
+    parse_payload,
+)
 from deliveryhub_contracts.topology import Names
 from deliveryhub_kit.broker import (
     Broker,
@@ -29,7 +37,8 @@ from deliveryhub_kit.broker import (
 )
 from deliveryhub_kit.context import correlated, trace_context
 from deliveryhub_kit.db import Database, utcnow
-from deliveryhub_kit.errors import DomainError, is_database_unavailable
+from deliveryhub_kit.errors import DomainError
+from deliveryhub_kit.failures import Failure, Verdict, classify
 from deliveryhub_kit.inbox import InboxMessageMixin, record_in_inbox
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.tracing import tracer
@@ -93,22 +102,19 @@ class _Pending:
     settled: asyncio.Future[None]
 
 
-class RetryLater(Exception):
-    """A handler cannot apply the event yet, for a reason that will pass."""
-
-
 class MessageTooLarge(MalformedEvent):
     """The message is larger than any event this system sends; it is not even read."""
 
 
 def cloud_event_decoder(routes: Mapping[str, EventRoute]) -> Decoder:
-    """Decode a structured CloudEvent whose short type has a route."""
+    """Decode a structured CloudEvent whose short type has a route and that its sender could send."""
 
     def decode(message: IncomingMessage) -> DecodedMessage:
         envelope = parse_envelope(message.body)
-        route = routes.get(envelope.routing_key)
+        check_origin(envelope, published_as(message))
+        route = routes.get(envelope.routing_key) if envelope.type.startswith(TYPE_PREFIX) else None
         if route is None:
-            raise MalformedEvent(f"no handler for event type {envelope.type!r}")
+            raise MalformedEvent(f"no handler for event type {envelope.type[:100]!r}")
         payload_type = route.payload_type
         if not issubclass(payload_type, Payload):
             raise MalformedEvent(f"route {envelope.routing_key} has no event payload type")
@@ -124,14 +130,35 @@ def cloud_event_decoder(routes: Mapping[str, EventRoute]) -> Decoder:
     return decode
 
 
+def published_as(message: IncomingMessage) -> str | None:
+    """The routing key a message was published to the events exchange with, if known.
+
+    A message that came back through the default exchange (from a delay queue, or replayed from the
+    dead letters) carries the routing key it first had in a header; one that a producer put straight
+    into the queue has none.
+    """
+    if message.exchange:
+        return message.routing_key
+    original = message.headers.get("x-original-routing-key")
+    return original if isinstance(original, str) else None
+
+
 def plain_json_decoder(key: str, payload_type: type[BaseModel], namespace: uuid.UUID) -> Decoder:
     """Decode a plain JSON message; without a message id, its content names it (uuid5)."""
 
     def decode(message: IncomingMessage) -> DecodedMessage:
         try:
             payload = payload_type.model_validate_json(message.body)
-        except ValidationError as error:
-            raise MalformedEvent(f"invalid {key} message: {error.errors(include_url=False)}") from error
+        except (ValidationError, RecursionError) as error:
+            summary = (
+                "; ".join(
+                    f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
+                    for item in error.errors(include_url=False)
+                )
+                if isinstance(error, ValidationError)
+                else "nested too deeply"
+            )
+            raise MalformedEvent(f"invalid {key} message: {summary[:900]}") from error
         event_id = _message_uuid(message.message_id) or uuid.uuid5(namespace, message.body.hex())
         return DecodedMessage(
             event_id,
@@ -149,11 +176,29 @@ def _int_header(message: IncomingMessage, name: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+# What of a message's own headers its moved copy keeps: an AMQP header frame holds at most 128 KiB,
+# and a copy whose headers grew past that would take the consumer's connection down with it.
+MAX_KEPT_HEADERS = 32
+MAX_KEPT_HEADER_CHARS = 1024
+_STORY_HEADERS = frozenset(
+    {"x-first-failed-at", "x-original-routing-key", "x-attempts", "traceparent", "x-request-id"}
+)
+
+
 def _failure_headers(message: IncomingMessage, error: BaseException) -> dict[str, HeaderValue]:
-    """The message's own headers, with when it first and last failed and why, kept across retries."""
-    headers: dict[str, HeaderValue] = {
-        name: value for name, value in message.headers.items() if isinstance(value, str | int | float | bool)
-    }
+    """The message's own (short) headers, with when it first and last failed and why, kept across
+    retries."""
+    headers: dict[str, HeaderValue] = {}
+    own = message.headers
+    # The story this system keeps comes first; a producer's other headers after, while there is room.
+    for name in sorted(own, key=lambda name: name not in _STORY_HEADERS):
+        value = own[name]
+        if len(headers) >= MAX_KEPT_HEADERS:
+            break
+        if isinstance(value, str) and len(value) > MAX_KEPT_HEADER_CHARS:
+            continue
+        if isinstance(value, str | int | float | bool) and len(name) <= 128:
+            headers[name] = value
     now = utcnow().isoformat()
     headers.setdefault("x-first-failed-at", now)
     headers.setdefault("x-original-routing-key", message.routing_key)
@@ -185,19 +230,49 @@ def _resolve(future: asyncio.Future[None], error: BaseException | None = None) -
         future.set_exception(error)
 
 
-def _is_transient(error: BaseException) -> bool:
-    if isinstance(error, RetryLater):
-        return True
-    # Deadlocks and serialization failures succeed when run again.
-    code = getattr(getattr(error, "orig", None), "sqlstate", None) or getattr(
-        getattr(error, "orig", None), "pgcode", None
-    )
-    # A unique violation means a concurrent handler created the record first: look again.
-    return isinstance(error, sa_exc.DBAPIError) and code in {"40001", "40P01", "23505"}
+@dataclass(frozen=True)
+class ConsumerState:
+    """What a consumer is doing, for readiness: taking messages, or paused and why."""
+
+    queue: str
+    paused: bool = False
+    reason: str | None = None
+    paused_since: datetime | None = None
+    messages_held: int = 0
+
+
+class _Outage:
+    """One stretch of database trouble, from a batch that met it until a batch commits again."""
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+        self.since = utcnow()
+        self.started = time.monotonic()
+        # The probe says the database takes writes again (cleared if work fails again anyway).
+        self.answering = asyncio.Event()
+        # Held long enough: what was in hand went back to the queue (once per outage).
+        self.gave_back = asyncio.Event()
+        self.probe_delay = 0.0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
 
 
 class InboxConsumer:
-    """Consumes one queue; side effects happen once per event id and the ack follows the commit."""
+    """Consumes one queue; side effects happen once per event id and the ack follows the commit.
+
+    Every message ends in exactly one way, as `deliveryhub_kit.failures` decides: applied and
+    acked; held through a database outage and applied once a probe says the database answers again;
+    sent to wait in a delay queue; or dead-lettered with its error class and reason.
+
+    Through an outage the consumer applies nothing and holds what it has, up to its prefetch, so
+    the broker sends no more; no message is returned, so no quorum queue counts a delivery. Only if
+    the outage outlasts `outage_hold_seconds` does it stop consuming and give what it holds back to
+    the queue, once, for consumers that can reach their database; it consumes again once the probe
+    answers.
+    """
 
     def __init__(
         self,
@@ -215,7 +290,8 @@ class InboxConsumer:
         prepare_batch: BatchPreparer | None = None,
         lanes: int = 1,
         max_message_bytes: int = 1_048_576,
-        max_backoff_seconds: float = 15.0,
+        max_backoff_seconds: float = 5.0,
+        outage_hold_seconds: float = 10.0,
         retry_delays: Sequence[float] = (),
         metrics: Metrics | None = None,
     ) -> None:
@@ -236,17 +312,34 @@ class InboxConsumer:
         self._batches: list[asyncio.Task[None] | None] = [None] * len(self._waiting)
         self._max_message_bytes = max_message_bytes
         self._max_backoff = max_backoff_seconds
-        self._failing_since: float | None = None
+        self._outage_hold = outage_hold_seconds
+        self._outage: _Outage | None = None
         self._subscription: Subscription | None = None
+        # False between giving back what was held and the database answering again.
+        self._consuming = True
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._metrics = metrics or Metrics()
         self._retry_delays = tuple(retry_delays)
 
     async def start(self) -> None:
         self._subscription = await self._broker.consume(self.queue, self.handle, prefetch=self._prefetch)
+
+    @property
+    def state(self) -> ConsumerState:
+        outage = self._outage
+        if outage is None or outage.answering.is_set():
+            return ConsumerState(self.queue)
+        return ConsumerState(
+            self.queue,
+            paused=True,
+            reason=outage.failure.cause,
+            paused_since=outage.since,
+            messages_held=0 if outage.gave_back.is_set() else self._in_flight,
+        )
 
     async def stop(self, timeout_seconds: float = 10.0) -> None:
         """Stop taking messages, let the ones in hand finish, and return the rest to the queue."""
@@ -254,6 +347,9 @@ class InboxConsumer:
             return
         subscription, self._subscription = self._subscription, None
         self._stopping = True
+        self._stopped.set()  # messages held through an outage go back now
+        if self._outage is not None:
+            self._outage.close()
         await subscription.cancel()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=timeout_seconds)
@@ -262,8 +358,9 @@ class InboxConsumer:
         await subscription.close()
 
     async def handle(self, message: IncomingMessage) -> None:
-        if self._stopping:
-            await message.reject(requeue=True)
+        if self._stopping or not self._consuming:
+            # Delivered as the consumer stopped, or cancelled for an outage: back to the queue.
+            await self._give_back([message], "stopping" if self._stopping else "outage")
             return
         self._in_flight += 1
         self._idle.clear()
@@ -277,16 +374,10 @@ class InboxConsumer:
     async def _handle(self, message: IncomingMessage) -> None:
         started = time.perf_counter()
         try:
-            if len(message.body) > self._max_message_bytes:
-                raise MessageTooLarge(
-                    f"the message is {len(message.body)} bytes, "
-                    f"more than the {self._max_message_bytes} bytes an event may have"
-                )
-            decoded = self._decode(message)
-            route = self._routes.get(decoded.key)
-            if route is None:
-                raise MalformedEvent(f"no handler for {decoded.key!r}")
-        except MalformedEvent as error:
+            decoded, route = self._read(message)
+        except Exception as error:  # whatever the bytes did to the decoder, they end as a dead letter
+            if not isinstance(error, MalformedEvent):
+                logger.exception("%s: reading a message failed unexpectedly", self.name)
             await self.dead_letter(message, error)
             return
         pending = _Pending(message, decoded, route, asyncio.get_running_loop().create_future())
@@ -296,6 +387,18 @@ class InboxConsumer:
         # Shielded: a handler cancelled at shutdown leaves its message to the batch that holds it.
         await asyncio.shield(pending.settled)
         self._metrics.event_handling.labels(decoded.key).observe(time.perf_counter() - started)
+
+    def _read(self, message: IncomingMessage) -> tuple[DecodedMessage, EventRoute]:
+        if len(message.body) > self._max_message_bytes:
+            raise MessageTooLarge(
+                f"the message is {len(message.body)} bytes, "
+                f"more than the {self._max_message_bytes} bytes an event may have"
+            )
+        decoded = self._decode(message)
+        route = self._routes.get(decoded.key)
+        if route is None:
+            raise MalformedEvent(f"no handler for {decoded.key!r}")
+        return decoded, route
 
     def _start_batch(self, lane: int) -> None:
         """Apply what waits in a lane, a batch at a time: what arrives meanwhile forms the next one."""
@@ -322,44 +425,178 @@ class InboxConsumer:
 
         Each message still ends on its own: applied and acked, retried or dead-lettered. When a
         batch's transaction fails, each of its messages is applied again alone, so that one
-        message's failure is its own.
+        message's failure is its own. Through a database outage the batch waits and is applied
+        again (or goes back to the queue).
         """
-        applied: set[int] = set()
-        try:
-            async with self._database.transaction() as session:
-                fresh = await record_in_inbox(
-                    session, self._inbox_model, [(p.decoded.event_id, p.decoded.key) for p in batch]
-                )
-                for index, pending in enumerate(batch):
-                    if pending.decoded.event_id in fresh:
-                        fresh.discard(pending.decoded.event_id)  # a copy later in the batch is a duplicate
-                        applied.add(index)
-                if self._prepare_batch is not None and len(applied) > 1:
-                    await self._prepare_batch(session, [batch[index].decoded.payload for index in applied])
-                for index in sorted(applied):
-                    pending = batch[index]
-                    with self._handling(pending.decoded):
-                        await pending.route(session, pending.decoded.payload)
-        except Exception as error:
-            if is_database_unavailable(error):
-                # An outage is nobody's message's fault: keep them, neither acked nor dead-lettered.
-                for pending in batch:
-                    self._metrics.events_retried.labels(pending.decoded.key).inc()
-                await self._hold_and_requeue_all([pending.message for pending in batch], error)
-            elif len(batch) == 1:
-                with self._handling(batch[0].decoded):
-                    await self._failed(batch[0].message, batch[0].decoded, error)
-            else:
-                logger.info(
-                    "%s: a batch of %d failed (%s); applying each alone", self.name, len(batch), error
-                )
-                for pending in batch:
-                    await self._settle(pending, self._apply([pending]))
+        while True:
+            try:
+                applied = await self._apply_in_one_transaction(batch)
+            except Exception as error:
+                failure = classify(error)
+                if failure.verdict is Verdict.OUTAGE:
+                    if await self._ride_out(batch, failure):
+                        continue  # the database answers again: the same messages once more
+                    return  # given back to the queue
+                if len(batch) == 1:
+                    with self._handling(batch[0].decoded):
+                        await self._failed(batch[0].message, batch[0].decoded, error, failure)
+                else:
+                    logger.info(
+                        "%s: a batch of %d failed (%s); applying each alone", self.name, len(batch), error
+                    )
+                    for pending in batch:
+                        await self._settle(pending, self._apply([pending]))
+                return
+            self._outage_over()
+            self._metrics.consumer_batch_size.labels(self.queue).observe(len(batch))
+            for index, pending in enumerate(batch):
+                await self._settle(pending, self._acked(pending.message, pending.decoded, index in applied))
             return
-        self._failing_since = None
-        self._metrics.consumer_batch_size.labels(self.queue).observe(len(batch))
-        for index, pending in enumerate(batch):
-            await self._settle(pending, self._acked(pending.message, pending.decoded, index in applied))
+
+    async def _apply_in_one_transaction(self, batch: list[_Pending]) -> set[int]:
+        """Record the batch's events in the inbox and apply the new ones; the indexes applied."""
+        applied: set[int] = set()
+        async with self._database.transaction() as session:
+            fresh = await record_in_inbox(
+                session, self._inbox_model, [(p.decoded.event_id, p.decoded.key) for p in batch]
+            )
+            for index, pending in enumerate(batch):
+                if pending.decoded.event_id in fresh:
+                    fresh.discard(pending.decoded.event_id)  # a copy later in the batch is a duplicate
+                    applied.add(index)
+            if self._prepare_batch is not None and len(applied) > 1:
+                await self._prepare_batch(session, [batch[index].decoded.payload for index in applied])
+            for index in sorted(applied):
+                pending = batch[index]
+                with self._handling(pending.decoded):
+                    await pending.route(session, pending.decoded.payload)
+        return applied
+
+    async def _ride_out(self, batch: list[_Pending], failure: Failure) -> bool:
+        """Hold a batch through a database outage: True once the database answers (apply it
+        again), False once it went back to the queue (the outage lasted, or the consumer stops)."""
+        outage = self._paused_by(failure)
+        for pending in batch:
+            self._metrics.events_retried.labels(pending.decoded.key).inc()
+        waits = [outage.answering.wait(), self._stopped.wait()]
+        if not outage.gave_back.is_set():  # what comes in after giving back is held, not given back
+            waits.append(outage.gave_back.wait())
+        tasks = [asyncio.ensure_future(wait) for wait in waits]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+        if outage.answering.is_set() and not self._stopping:
+            return True
+        await self._give_back(
+            [pending.message for pending in batch], "stopping" if self._stopping else "outage"
+        )
+        for pending in batch:
+            _resolve(pending.settled)
+        return False
+
+    def _paused_by(self, failure: Failure) -> _Outage:
+        """Apply nothing more and probe the database until it answers; the outage under way."""
+        outage = self._outage
+        if outage is None:
+            outage = self._outage = _Outage(failure)
+            logger.warning(
+                "%s: %s; applying nothing, holding what is in hand (%d), until the database answers",
+                self.name,
+                failure.cause,
+                self._in_flight,
+            )
+            if not self._stopping:
+                outage.tasks.add(asyncio.create_task(self._give_back_when_held_too_long(outage)))
+        elif outage.answering.is_set():
+            # The probe said yes, yet the work failed again (out of disk, say): wait once more.
+            outage.answering.clear()
+            outage.failure = failure
+            logger.warning("%s: %s again; waiting for the database once more", self.name, failure.cause)
+        else:
+            return outage
+        self._metrics.consumer_paused.labels(self.queue).set(1)
+        if not self._stopping:
+            outage.tasks.add(asyncio.create_task(self._probe_until_answering(outage)))
+        return outage
+
+    async def _give_back_when_held_too_long(self, outage: _Outage) -> None:
+        """Once an outage has lasted `outage_hold_seconds`, stop consuming and let what is held go
+        to consumers that can reach their database."""
+        await asyncio.sleep(self._outage_hold)
+        if outage.answering.is_set() or self._outage is not outage:
+            return
+        self._consuming = False
+        if self._subscription is not None:
+            with contextlib.suppress(BrokerError):
+                await self._subscription.cancel()
+        waiting = [pending for lane in self._waiting for pending in lane]
+        for lane in self._waiting:
+            lane.clear()
+        outage.gave_back.set()  # the batches held wake and give themselves back
+        await self._give_back([pending.message for pending in waiting], "outage")
+        for pending in waiting:
+            _resolve(pending.settled)
+        logger.warning(
+            "%s: the outage has lasted %.0fs; what was held went back to the queue",
+            self.name,
+            time.monotonic() - outage.started,
+        )
+
+    async def _probe_until_answering(self, outage: _Outage) -> None:
+        """Probe the database with a growing pause; once it takes writes, carry on."""
+        while not self._stopping:
+            outage.probe_delay = min(max(0.5, outage.probe_delay * 2), self._max_backoff)
+            await asyncio.sleep(outage.probe_delay)
+            try:
+                await asyncio.wait_for(self._database.probe(), timeout=self._max_backoff)
+            except Exception as error:  # any failure: not yet
+                outage.failure = classify(error)
+                logger.info("%s: the database does not answer yet (%s)", self.name, outage.failure.cause)
+                continue
+            if not await self._consume_again():
+                continue
+            outage.answering.set()
+            self._metrics.consumer_paused.labels(self.queue).set(0)
+            logger.info(
+                "%s: the database answers again after %.1fs; carrying on",
+                self.name,
+                time.monotonic() - outage.started,
+            )
+            return
+
+    async def _consume_again(self) -> bool:
+        """Take messages again if an outage had stopped it; False if the broker will not yet."""
+        if self._consuming or self._subscription is None:
+            return True
+        try:
+            await self._subscription.resume()
+        except BrokerError as error:
+            logger.warning("%s: cannot consume again yet: %s", self.name, error)
+            return False
+        self._consuming = True
+        return True
+
+    def _outage_over(self) -> None:
+        """A batch committed: whatever outage there was is over."""
+        outage, self._outage = self._outage, None
+        if outage is None:
+            return
+        outage.close()
+        if not outage.answering.is_set():
+            # Committed before the probe said so (another lane was luckier): carry on now.
+            outage.answering.set()
+            self._metrics.consumer_paused.labels(self.queue).set(0)
+            resumed = asyncio.ensure_future(self._consume_again())
+            resumed.add_done_callback(_log_failure)
+
+    async def _give_back(self, messages: Sequence[IncomingMessage], reason: str) -> None:
+        """Return unsettled messages to their queue (the broker hands them out again)."""
+        for message in messages:
+            self._metrics.messages_returned.labels(self.queue, reason).inc()
+            with contextlib.suppress(BrokerError):
+                await message.requeue()
 
     @staticmethod
     async def _settle(pending: _Pending, outcome: Awaitable[None]) -> None:
@@ -373,6 +610,7 @@ class InboxConsumer:
 
     async def _acked(self, message: IncomingMessage, decoded: DecodedMessage, applied: bool) -> None:
         await message.ack()
+        self._metrics.delivery_counts.labels(self.queue).observe(message.delivery_count)
         self._consumed(decoded, applied=applied)
 
     @contextmanager
@@ -398,21 +636,20 @@ class InboxConsumer:
             with correlated(correlation_id, event_id=str(decoded.event_id), event_type=decoded.key):
                 logger.info("%s: event %s %s", self.name, decoded.key, outcome)
 
-    async def _failed(self, message: IncomingMessage, decoded: DecodedMessage, error: Exception) -> None:
+    async def _failed(
+        self, message: IncomingMessage, decoded: DecodedMessage, error: Exception, failure: Failure
+    ) -> None:
         """Retry a message that failed for a passing cause; dead-letter one that cannot succeed."""
-        if _is_transient(error):
+        if failure.verdict is Verdict.RETRY:
             self._metrics.events_retried.labels(decoded.key).inc()
             await self._retry_later(message, error, decoded.key)
-        else:
-            if not isinstance(error, DomainError | ValueError | sa_exc.SQLAlchemyError):
-                logger.exception("%s: unexpected failure applying %s", self.name, decoded.event_id)
-            await self.dead_letter(message, error, key=decoded.key)
+            return
+        if not isinstance(error, DomainError | ValueError) and not failure.from_database:
+            logger.exception("%s: unexpected failure applying %s", self.name, decoded.event_id)
+        await self.dead_letter(message, error, key=decoded.key)
 
     async def _retry_later(self, message: IncomingMessage, error: BaseException, key: str) -> None:
         """Send the message to wait in the next delay queue; after the last one, dead-letter it."""
-        if not self._retry_delays:
-            await self._hold_and_requeue_all([message], error)
-            return
         attempt = _int_header(message, "x-attempts") + 1
         if attempt > len(self._retry_delays):
             await self.dead_letter(message, error, key=key)
@@ -423,27 +660,13 @@ class InboxConsumer:
         logger.warning("%s: %s; retrying %s in %ss (attempt %d)", self.name, error, key, delay, attempt)
         await self._move(message, Names.retry_queue(self.queue, delay), headers)
 
-    async def _hold_and_requeue_all(self, messages: Sequence[IncomingMessage], error: BaseException) -> None:
-        """Return the messages to the queue after a pause that grows while the cause persists."""
-        now = time.monotonic()
-        if self._failing_since is None:
-            self._failing_since = now
-        # The pause grows with how long the cause has lasted, not with how many messages in hand met it.
-        delay = min(max(0.5, now - self._failing_since), self._max_backoff)
-        logger.warning(
-            "%s: %s, returning %d message(s) to the queue in %.1fs", self.name, error, len(messages), delay
-        )
-        await asyncio.sleep(delay)
-        for message in messages:
-            await message.reject(requeue=True)
-
     async def dead_letter(
         self, message: IncomingMessage, error: BaseException, *, key: str | None = None
     ) -> None:
         """Park the message in the dead-letter queue with why, then ack the original."""
-        self._metrics.events_dead_lettered.labels(
-            key or message.routing_key or "unknown", type(error).__name__
-        ).inc()
+        # Only the keys this consumer handles name a series: a stranger's routing key must not.
+        series = key if key in self._routes else "unknown"
+        self._metrics.events_dead_lettered.labels(series, type(error).__name__).inc()
         headers = _failure_headers(message, error)
         headers.update(
             {
@@ -454,7 +677,9 @@ class InboxConsumer:
                 "x-failed-at": headers["x-last-failed-at"],
             }
         )
-        logger.error("%s: dead-lettering a message: %s: %s", self.name, type(error).__name__, error)
+        logger.error(
+            "%s: dead-lettering a message: %s: %s", self.name, type(error).__name__, str(error)[:300]
+        )
         await self._move(message, self.dead_letter_queue, headers)
 
     async def _move(self, message: IncomingMessage, queue: str, headers: dict[str, HeaderValue]) -> None:
@@ -471,8 +696,16 @@ class InboxConsumer:
                 ),
             )
         except BrokerError as publish_error:
-            # Not moved, so not acked: the broker hands it out again.
+            # Not moved, so not acked: after a pause (not to spin on a broker in trouble) it goes back
+            # to the queue; the broker's delivery limit is the backstop if this never succeeds.
             logger.error("%s: could not move a message to %s: %s", self.name, queue, publish_error)
-            await message.reject(requeue=True)
+            await asyncio.sleep(1.0)
+            await self._give_back([message], "move failed")
             return
         await message.ack()
+        self._metrics.delivery_counts.labels(self.queue).observe(message.delivery_count)
+
+
+def _log_failure(task: asyncio.Future[bool]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("resuming a consumer failed: %s", task.exception())

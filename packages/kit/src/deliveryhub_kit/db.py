@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, Numeric, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -28,6 +28,12 @@ NAMING_CONVENTION = {
 }
 
 CommitListener = Callable[[AsyncSession], None]
+
+
+class DatabaseReadOnly(Exception):
+    """The database answers but takes no writes."""
+
+    sqlstate = "25006"  # read_only_sql_transaction: what a write would have met
 
 
 def make_metadata() -> MetaData:
@@ -126,6 +132,7 @@ class Database:
                 echo=echo,
                 connect_args={"timeout": timeout_seconds, "command_timeout": timeout_seconds * 6},
             )
+            event.listen(self.engine.sync_engine, "handle_error", _drop_stale_connections)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._commit_listeners: list[CommitListener] = []
 
@@ -142,12 +149,35 @@ class Database:
             for listener in self._commit_listeners:
                 listener(session)
 
-    async def ping(self) -> None:
-        async with self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+    async def probe(self) -> None:
+        """Return only if the database takes a write transaction now: reachable, accepting
+        connections, and not read-only (a standby after a failover answers reads alone)."""
+        async with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                setting = await connection.scalar(text("SELECT current_setting('transaction_read_only')"))
+                if setting == "on":
+                    # A session keeps the read-only default it began with: this one is spent.
+                    await connection.invalidate()
+                    raise DatabaseReadOnly("the database takes no writes (a read-only transaction)")
+            else:  # SQLite's BEGIN IMMEDIATE has taken the write lock already
+                await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# SQLSTATEs after which no pooled connection is worth keeping: the connection is gone (08), the
+# server is shutting down or restarting (57P01-57P03), or it takes no writes any more (25006, a
+# standby after a failover; a session keeps the read-only default it began with).
+_STALE_CONNECTION_CODES = ("08", "57P01", "57P02", "57P03", "25006")
+
+
+def _drop_stale_connections(context: ExceptionContext) -> None:
+    """Count such an error as a disconnect: SQLAlchemy then empties the pool, and the next
+    transaction opens a fresh connection instead of meeting the same answer again."""
+    code = getattr(context.original_exception, "sqlstate", None)
+    if isinstance(code, str) and code.startswith(_STALE_CONNECTION_CODES):
+        context.is_disconnect = True
 
 
 def _sqlite_engine(

@@ -60,11 +60,11 @@ def _describe(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
     kind, subject = str(headers.get("x-original-routing-key") or message.routing_key or "?"), "-"
     try:
         body = json.loads(message.body)
-        if isinstance(body, dict):
-            kind = str(body.get("type") or kind)
-            subject = str(body.get("subject") or body.get("order_id") or body.get("id") or "-")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        pass
+    except (ValueError, RecursionError):  # a dead letter is often bytes that are no JSON at all
+        body = None
+    if isinstance(body, dict):
+        kind = str(body.get("type") or kind)[:200]
+        subject = str(body.get("subject") or body.get("order_id") or body.get("id") or "-")[:200]
     failed_at = headers.get("x-last-failed-at") or headers.get("x-failed-at")
     try:
         when = datetime.fromisoformat(str(failed_at)) if failed_at else None

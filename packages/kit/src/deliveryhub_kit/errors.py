@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from sqlalchemy import exc as sa_exc
-
 
 class DomainError(Exception):
     """Base of every service's error tree; free of HTTP, it names a machine code and a category."""
@@ -39,18 +37,3 @@ class Unauthenticated(DomainError):
 
 class Unavailable(DomainError):
     code = "unavailable"
-
-
-def is_database_unavailable(error: BaseException) -> bool:
-    """True when the error means the database cannot be reached, not that the query was wrong."""
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-        return True
-    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
-        return True
-    if isinstance(error, sa_exc.TimeoutError):  # the pool had no connection in time
-        return True
-    return isinstance(error, OSError | TimeoutError) or type(error).__name__ in {
-        "ConnectionDoesNotExistError",
-        "CannotConnectNowError",
-        "TooManyConnectionsError",
-    }

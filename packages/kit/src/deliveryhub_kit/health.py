@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from deliveryhub_kit.failures import classify
 from deliveryhub_kit.migrations import current_revision
 from deliveryhub_kit.runtime import Runtime
 
@@ -43,6 +44,19 @@ async def ready(request: Request) -> JSONResponse:
             "status": "ok" if connected else "failing",
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
         }
+    if runtime.consumers:
+        states = [consumer.state for consumer in runtime.consumers]
+        paused = [
+            {
+                "queue": state.queue,
+                "reason": state.reason,
+                "since": state.paused_since.isoformat() if state.paused_since else None,
+                "messages_held": state.messages_held,
+            }
+            for state in states
+            if state.paused
+        ]
+        checks["consumers"] = {"status": "failing" if paused else "ok", "paused": paused}
     checks["shutdown"] = {"status": "failing" if runtime.stopping else "ok"}
 
     healthy = all(check["status"] == "ok" for check in checks.values())
@@ -56,6 +70,7 @@ async def _check_database(runtime: Runtime) -> dict[str, Any]:
     started = time.perf_counter()
 
     async def probe() -> str | None:
+        await runtime.database.probe()  # reachable and taking writes
         async with runtime.database.engine.connect() as connection:
             return await current_revision(connection)
 
@@ -63,6 +78,6 @@ async def _check_database(runtime: Runtime) -> dict[str, Any]:
         revision = await asyncio.wait_for(probe(), timeout=2.0)
         result: dict[str, Any] = {"status": "ok", "revision": revision}
     except Exception as error:  # any failure means not ready; say which
-        result = {"status": "failing", "error": type(error).__name__}
+        result = {"status": "failing", "error": type(error).__name__, "cause": classify(error).cause}
     result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return result

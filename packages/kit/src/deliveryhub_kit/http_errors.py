@@ -20,8 +20,8 @@ from deliveryhub_kit.errors import (
     PermissionDenied,
     Unauthenticated,
     Unavailable,
-    is_database_unavailable,
 )
+from deliveryhub_kit.failures import Verdict, classify
 
 logger = logging.getLogger(__name__)
 
@@ -108,18 +108,26 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(error.status_code, code, detail, **(error.headers or {}))
 
     async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
-        if is_database_unavailable(error):
-            logger.warning("database unavailable during %s %s: %s", request.method, request.url.path, error)
+        # The same reading of a failure as the consumers' (deliveryhub_kit.failures).
+        failure = classify(error)
+        where = f"{request.method} {request.url.path}"
+        if failure.verdict is Verdict.OUTAGE:
+            logger.warning("database unavailable during %s: %s", where, failure.cause)
             return error_response(
-                503,
-                "unavailable",
-                "the database is not reachable; try again shortly",
-                **{"Retry-After": "1"},
+                503, "unavailable", "the database is not available; try again shortly", **{"Retry-After": "1"}
             )
         if isinstance(error, sa_exc.IntegrityError):
-            logger.warning("integrity error during %s %s: %s", request.method, request.url.path, error)
+            logger.warning("integrity error during %s: %s", where, error)
             return error_response(409, "conflict", "the change conflicts with the current state")
-        logger.exception("unhandled error during %s %s", request.method, request.url.path)
+        if failure.from_database and failure.verdict is Verdict.RETRY:
+            logger.warning("a passing database failure during %s: %s", where, failure.cause)
+            return error_response(
+                503, "unavailable", "the database is busy; try again shortly", **{"Retry-After": "1"}
+            )
+        if failure.code is not None and failure.code.startswith("22"):
+            logger.warning("the database refused a value during %s: %s", where, error)
+            return error_response(422, "validation_error", "a value is not one the database can store")
+        logger.exception("unhandled error during %s", where)
         return error_response(500, "internal_error", "an unexpected error occurred")
 
     app.add_exception_handler(DomainError, on_domain_error)

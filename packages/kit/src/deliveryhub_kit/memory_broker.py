@@ -10,9 +10,12 @@ the queue named by the routing key; a mandatory publish that no queue is bound f
 `Unroutable`; consumers with a prefetch limit, served in turn; ack, reject with requeue (delivered
 again with `redelivered` set) and reject without it, which dead-letters the message to the queue's
 `x-dead-letter-exchange` / `x-dead-letter-routing-key`; a queue's `x-message-ttl`, after which a
-waiting message is dead-lettered the same way (the delay queues of the consumers' retries); and a
-subscription that closes gives the messages in its hands back to the queue. Other queue arguments
-(queue type, overflow, dead-letter strategy) are accepted and ignored.
+waiting message is dead-lettered the same way (the delay queues of the consumers' retries); a
+subscription that closes gives the messages in its hands back to the queue; and, as a quorum queue
+of RabbitMQ 3.x and 4.0 to 4.2 does, every return (a requeue, a closed subscription) counts in the
+message's `x-delivery-count` header, and past the queue's `x-delivery-limit` the message is
+dead-lettered instead. Other queue arguments (overflow, dead-letter strategy) are accepted and
+ignored.
 
 Durability: with a FILE, the exchanges, queues, bindings and messages live in that SQLite file,
 written before each call returns. A publish is confirmed once its copies are stored, an ack
@@ -98,6 +101,8 @@ class _Message:
     routing_key: str
     # Handed out before: its next delivery is a redelivery.
     delivered: bool = False
+    # Handed out and returned this many times.
+    returns: int = 0
     # Wall-clock time (not the loop's), so that a countdown goes on across a restart.
     expires_at: float | None = None
 
@@ -126,6 +131,13 @@ class _Queue:
         self.consumers: list[_Consumer] = []
         self.expiry: asyncio.TimerHandle | None = None
         self._turn = 0
+
+    @property
+    def delivery_limit(self) -> int | None:
+        limit = self.arguments.get("x-delivery-limit")
+        if self.arguments.get("x-queue-type") != "quorum" or not isinstance(limit, int) or limit < 0:
+            return None
+        return limit
 
     @property
     def ttl_seconds(self) -> float | None:
@@ -180,7 +192,14 @@ class MemoryMessage:
 
     @property
     def headers(self) -> Mapping[str, object]:
-        return dict(self._message.headers)
+        headers: dict[str, object] = dict(self._message.headers)
+        if self._message.returns:
+            headers["x-delivery-count"] = self._message.returns
+        return headers
+
+    @property
+    def exchange(self) -> str:
+        return self._message.exchange
 
     @property
     def routing_key(self) -> str:
@@ -198,11 +217,18 @@ class MemoryMessage:
     def redelivered(self) -> bool:
         return self._redelivered
 
+    @property
+    def delivery_count(self) -> int:
+        return self._message.returns
+
     async def ack(self) -> None:
         self._hub.settle(self._consumer, self._message, "ack")
 
-    async def reject(self, *, requeue: bool) -> None:
-        self._hub.settle(self._consumer, self._message, "requeue" if requeue else "dead-letter")
+    async def requeue(self) -> None:
+        self._hub.settle(self._consumer, self._message, "requeue")
+
+    async def reject(self) -> None:
+        self._hub.settle(self._consumer, self._message, "dead-letter")
 
 
 class MemorySubscription:
@@ -212,6 +238,9 @@ class MemorySubscription:
 
     async def cancel(self) -> None:
         self._hub.cancel(self._consumer)
+
+    async def resume(self) -> None:
+        self._hub.resume(self._consumer)
 
     async def close(self) -> None:
         self._hub.close_consumer(self._consumer)
@@ -283,7 +312,10 @@ class MemoryHub:
         for exchange in topology.exchanges:
             self._declare_exchange(exchange.name, exchange.type)
         for queue in topology.queues:
-            self._declare_queue(queue.name, dict(queue.arguments))
+            arguments = dict(queue.arguments)
+            if queue.delivery_limit is not None:
+                arguments["x-delivery-limit"] = queue.delivery_limit
+            self._declare_queue(queue.name, arguments)
             for exchange_name, key in queue.bindings:
                 self._bind(queue.name, exchange_name, key)
 
@@ -387,6 +419,14 @@ class MemoryHub:
         if queue is not None and consumer in queue.consumers:
             queue.consumers.remove(consumer)
 
+    def resume(self, consumer: _Consumer) -> None:
+        """Hand a cancelled consumer messages again."""
+        queue = self._queues.get(consumer.queue)
+        if queue is None or not consumer.open or consumer in queue.consumers:
+            return
+        queue.consumers.append(consumer)
+        self._dispatch(queue)
+
     def close_consumer(self, consumer: _Consumer) -> None:
         """End the subscription: what it still holds goes back to the head of its queue."""
         self.cancel(consumer)
@@ -396,9 +436,26 @@ class MemoryHub:
         returned = sorted(consumer.unacked.values(), key=lambda message: message.id)
         consumer.unacked.clear()
         queue = self._queues[consumer.queue]
-        queue.ready.extendleft(reversed(returned))
+        for message in reversed(returned):
+            self._return(queue, message)
         if not self._closed:
             self._dispatch(queue)
+
+    def _return(self, queue: _Queue, message: _Message) -> None:
+        """Put a message handed out back at the head of its queue, counting the return; past the
+        queue's delivery limit it is dead-lettered instead."""
+        message.returns += 1
+        limit = queue.delivery_limit
+        if limit is not None and message.returns > limit:
+            if not self._dead_letter(queue, message, reason="delivery_limit"):
+                logger.warning(
+                    "a message of %s past its delivery limit had nowhere to go; dropped", queue.name
+                )
+                self._write(deleted=[message])
+            return
+        if self._store is not None:
+            self._store.mark_returned(message)
+        queue.ready.appendleft(message)
 
     def settle(self, consumer: _Consumer, message: _Message, outcome: Outcome) -> None:
         if not consumer.open:
@@ -409,7 +466,7 @@ class MemoryHub:
         if outcome == "ack":
             self._write(deleted=[message])
         elif outcome == "requeue":
-            queue.ready.appendleft(message)
+            self._return(queue, message)
         elif not self._dead_letter(queue, message, reason="rejected"):
             # RabbitMQ drops it as well; say so at least.
             logger.warning("a rejected message of %s had nowhere to go and was dropped", queue.name)
@@ -640,6 +697,7 @@ class _Store:
                 routing_key=row[5],
                 delivered=bool(row[6]),
                 expires_at=row[7],
+                returns=int(properties.get("returns") or 0),
             )
             for row in db.execute(
                 "SELECT id, queue, body, properties, exchange, routing_key, delivered, expires_at "
@@ -673,14 +731,7 @@ class _Store:
                         message.id,
                         message.queue,
                         message.body,
-                        json.dumps(
-                            {
-                                "message_id": message.message_id,
-                                "content_type": message.content_type,
-                                "type": message.type,
-                                "headers": message.headers,
-                            }
-                        ),
+                        _properties(message),
                         message.exchange,
                         message.routing_key,
                         int(message.delivered),
@@ -693,5 +744,22 @@ class _Store:
     def mark_delivered(self, message_id: int) -> None:
         self._db.execute("UPDATE messages SET delivered = 1 WHERE id = ?", (message_id,))
 
+    def mark_returned(self, message: _Message) -> None:
+        self._db.execute(
+            "UPDATE messages SET properties = ? WHERE id = ?", (_properties(message), message.id)
+        )
+
     def close(self) -> None:
         self._db.close()
+
+
+def _properties(message: _Message) -> str:
+    return json.dumps(
+        {
+            "message_id": message.message_id,
+            "content_type": message.content_type,
+            "type": message.type,
+            "headers": message.headers,
+            "returns": message.returns,
+        }
+    )

@@ -77,6 +77,25 @@ class Metrics:
             ["type", "reason"],
             registry=registry,
         )
+        self.consumer_paused = Gauge(
+            "deliveryhub_consumer_paused",
+            "1 while a consumer takes no messages because its database is away, by queue",
+            ["queue"],
+            registry=registry,
+        )
+        self.delivery_counts = Histogram(
+            "deliveryhub_consumer_message_returns",
+            "How often a message had been handed out and returned before it was settled, by queue",
+            ["queue"],
+            buckets=(0, 1, 2, 3, 5, 10, 20, 50),
+            registry=registry,
+        )
+        self.messages_returned = Counter(
+            "deliveryhub_messages_returned_total",
+            "Messages a consumer gave back to their queue unsettled, by queue and why",
+            ["queue", "reason"],
+            registry=registry,
+        )
         self.event_handling = Histogram(
             "deliveryhub_event_handling_seconds",
             "Time from taking a message to settling it, by type",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import aio_pika
 import aiormq
@@ -16,9 +16,11 @@ from aio_pika.abc import (
 
 from deliveryhub_kit.broker import (
     BrokerUnavailable,
+    HeaderValue,
     MessageHandler,
     OutgoingMessage,
     PublishRejected,
+    QueueDeclaration,
     Subscription,
     Topology,
     Unroutable,
@@ -42,6 +44,10 @@ class RabbitMessage:
         return dict(self._message.headers or {})
 
     @property
+    def exchange(self) -> str:
+        return self._message.exchange or ""
+
+    @property
     def routing_key(self) -> str:
         return self._message.routing_key or ""
 
@@ -57,14 +63,27 @@ class RabbitMessage:
     def redelivered(self) -> bool:
         return bool(self._message.redelivered)
 
+    @property
+    def delivery_count(self) -> int:
+        # Quorum queues count returns in a header; a classic queue only knows "redelivered".
+        counted = (self._message.headers or {}).get("x-delivery-count")
+        if isinstance(counted, int) and not isinstance(counted, bool):
+            return counted
+        return 1 if self._message.redelivered else 0
+
     # Settled without waiting for the frame to reach the socket: under load that wait is a turn of
     # a busy event loop per message. A settlement lost with the connection is harmless: the
     # broker delivers the message again, and the inbox knows it.
     async def ack(self) -> None:
         await self._message.channel.basic_ack(self._delivery_tag(), wait=False)
 
-    async def reject(self, *, requeue: bool) -> None:
-        await self._message.channel.basic_reject(self._delivery_tag(), requeue=requeue, wait=False)
+    async def requeue(self) -> None:
+        # basic.nack, not basic.reject: from RabbitMQ 4.3 a quorum queue counts a rejected return
+        # toward its delivery limit and a nacked one not (earlier versions count both).
+        await self._message.channel.basic_nack(self._delivery_tag(), requeue=True, wait=False)
+
+    async def reject(self) -> None:
+        await self._message.channel.basic_reject(self._delivery_tag(), requeue=False, wait=False)
 
     def _delivery_tag(self) -> int:
         tag = self._message.delivery_tag
@@ -74,23 +93,37 @@ class RabbitMessage:
 
 class RabbitSubscription:
     def __init__(
-        self, channel: AbstractRobustChannel, queue: aio_pika.abc.AbstractQueue, tag: ConsumerTag
+        self,
+        channel: AbstractRobustChannel,
+        queue: aio_pika.abc.AbstractQueue,
+        on_message: Callable[[AbstractIncomingMessage], Awaitable[None]],
     ) -> None:
         self._channel = channel
         self._queue = queue
-        self._tag = tag
+        self._on_message = on_message
+        self._tag: ConsumerTag | None = None
+
+    async def start(self) -> None:
+        self._tag = await self._queue.consume(self._on_message)
 
     async def cancel(self) -> None:
+        tag, self._tag = self._tag, None
+        if tag is None:
+            return
         try:
-            await self._queue.cancel(self._tag)
+            await self._queue.cancel(tag)
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
-            logger.debug("cancelling consumer %s: %s", self._tag, error)
+            logger.debug("cancelling consumer %s: %s", tag, error)
+
+    async def resume(self) -> None:
+        if self._tag is None:
+            await self.start()
 
     async def close(self) -> None:
         try:
             await self._channel.close()
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
-            logger.debug("closing the channel of consumer %s: %s", self._tag, error)
+            logger.debug("closing the channel of consumer %s: %s", self._queue.name, error)
 
 
 class RabbitBroker:
@@ -103,6 +136,7 @@ class RabbitBroker:
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._topologies: list[Topology] = []
+        self._server_version: tuple[int, ...] = ()
 
     @property
     def connected(self) -> bool:
@@ -116,13 +150,28 @@ class RabbitBroker:
             )
         except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
             raise BrokerUnavailable(f"cannot connect to RabbitMQ: {error}") from error
+        self._read_server_version()
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         assert isinstance(channel, AbstractRobustChannel)
         self._publish_channel = channel
         self._connection.reconnect_callbacks.add(self._on_reconnect)
 
+    @property
+    def server_version(self) -> tuple[int, ...]:
+        """The version of the RabbitMQ server connected to, e.g. (4, 0, 5); () if unknown."""
+        return self._server_version
+
+    def _read_server_version(self) -> None:
+        transport = self._connection.transport if self._connection is not None else None
+        properties = transport.connection.server_properties if transport is not None else {}
+        version = properties.get("version") if isinstance(properties, dict) else None
+        text = version.decode() if isinstance(version, bytes) else str(version or "")
+        numbers = [part for part in text.split("+")[0].split("-")[0].split(".") if part.isdigit()]
+        self._server_version = tuple(int(part) for part in numbers)
+
     async def _on_reconnect(self, *_: object) -> None:
         # The broker may have lost non-durable state or been replaced: declare everything again.
+        self._read_server_version()
         for topology in self._topologies:
             try:
                 await self._declare(topology)
@@ -140,20 +189,47 @@ class RabbitBroker:
         self._topologies.append(topology)
 
     async def _declare(self, topology: Topology) -> None:
-        channel = await self._require_connection().channel()
+        connection = self._require_connection()
+        channels = [await connection.channel()]
         try:
             for exchange in topology.exchanges:
-                await channel.declare_exchange(
+                await channels[-1].declare_exchange(
                     exchange.name, aio_pika.ExchangeType(exchange.type), durable=True
                 )
             for queue in topology.queues:
-                declared = await channel.declare_queue(
-                    queue.name, durable=True, arguments=dict(queue.arguments)
-                )
+                try:
+                    declared = await channels[-1].declare_queue(
+                        queue.name, durable=True, arguments=self.queue_arguments(queue)
+                    )
+                except aiormq.exceptions.ChannelPreconditionFailed as error:
+                    # Declared earlier with other arguments (RabbitMQ cannot change them in place):
+                    # keep the queue as it is rather than stop; an operator policy can set the rest.
+                    logger.error(
+                        "queue %s exists with other arguments than this version declares; it is used as "
+                        "it is (%s). Set its delivery limit by policy, or delete it once drained.",
+                        queue.name,
+                        error,
+                    )
+                    channels.append(await connection.channel())  # the refusal closed the channel
+                    declared = await channels[-1].declare_queue(queue.name, passive=True)
                 for exchange_name, routing_key in queue.bindings:
                     await declared.bind(exchange_name, routing_key)
         finally:
-            await channel.close()
+            for channel in channels:
+                if not channel.is_closed:
+                    await channel.close()
+
+    def queue_arguments(self, queue: QueueDeclaration) -> dict[str, HeaderValue]:
+        """A declaration's arguments as this server reads them."""
+        arguments = dict(queue.arguments)
+        if arguments.get("x-queue-type") == "quorum":
+            if queue.delivery_limit is not None:
+                arguments["x-delivery-limit"] = queue.delivery_limit
+            elif self._server_version >= (4,):
+                # From 4.0 a quorum queue limits deliveries to 20 unless told -1 (no limit); earlier
+                # versions have no default, and take -1 as "dead-letter at once".
+                arguments["x-delivery-limit"] = -1
+        return arguments
 
     async def publish(self, exchange: str, routing_key: str, message: OutgoingMessage) -> None:
         channel = self._publish_channel
@@ -198,8 +274,9 @@ class RabbitBroker:
         async def on_message(message: AbstractIncomingMessage) -> None:
             await handler(RabbitMessage(message))
 
-        tag = await declared.consume(on_message)
-        return RabbitSubscription(channel, declared, tag)
+        subscription = RabbitSubscription(channel, declared, on_message)
+        await subscription.start()
+        return subscription
 
     def _require_connection(self) -> AbstractRobustConnection:
         if self._connection is None or self._connection.is_closed:

@@ -65,6 +65,10 @@ class Runtime(Protocol):
     def metrics(self) -> Metrics: ...
 
     @property
+    def consumers(self) -> Sequence[InboxConsumer]:
+        """The process's consumers (none for a service that consumes nothing)."""
+
+    @property
     def expected_revision(self) -> str | None:
         """The migration the database must be at to serve; None to not check."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,7 +59,12 @@ class ServiceSettings(BaseSettings):
     # machine's local database one lane keeps up; more pay when each batch waits on a far database.
     consumer_lanes: int = Field(default=1, ge=1, le=64)
     # A message that fails for a passing cause waits each of these in turn, then is dead-lettered.
-    retry_delays_seconds: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
+    retry_delays_seconds: tuple[Annotated[float, Field(gt=0, le=86_400)], ...] = Field(
+        default=(1.0, 5.0, 30.0, 120.0), max_length=10
+    )
+    # Through a database outage a consumer holds the messages in hand this long (applying them as
+    # soon as the database answers), then gives them back to the queue once, for other replicas.
+    consumer_outage_hold_seconds: float = Field(default=10.0, ge=0, le=600)
 
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)

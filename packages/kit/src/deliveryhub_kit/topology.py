@@ -8,6 +8,14 @@ from deliveryhub_contracts.topology import Names, QueueSpec
 from deliveryhub_kit.broker import ExchangeDeclaration, QueueDeclaration, Topology
 
 QUORUM = {"x-queue-type": "quorum"}
+# Dead-lettered by the broker with confirms, so that nothing is lost on the way to the target.
+AT_LEAST_ONCE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+# The broker's backstop: a message handed out and returned this many times is dead-lettered by the
+# broker itself. The consumers settle every message they can read, and return one only when they
+# stop or (once) when a database outage lasts, so the limit is reached only by a message that
+# takes its consumer down every time it is handed out.
+DELIVERY_LIMIT = 50
 
 
 def consuming_queue(names: Names, spec: QueueSpec) -> QueueDeclaration:
@@ -17,11 +25,19 @@ def consuming_queue(names: Names, spec: QueueSpec) -> QueueDeclaration:
         name=queue,
         arguments={
             **QUORUM,
+            **AT_LEAST_ONCE,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": names.dead_letter_queue(queue),
         },
         bindings=tuple((names.exchange, key) for key in spec.bindings),
+        delivery_limit=DELIVERY_LIMIT,
     )
+
+
+def dead_letter_queue(queue: str) -> QueueDeclaration:
+    """The queue a consumer parks what it cannot apply in; no limit, since looking at a dead letter
+    (`deliveryhub dead-letters list`) hands it out and returns it."""
+    return QueueDeclaration(name=Names.dead_letter_queue(queue), arguments=QUORUM, delivery_limit=None)
 
 
 def retry_queues(queue: str, delays_seconds: Sequence[float]) -> tuple[QueueDeclaration, ...]:
@@ -36,9 +52,9 @@ def retry_queues(queue: str, delays_seconds: Sequence[float]) -> tuple[QueueDecl
                 "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": queue,
                 # Expired messages are moved with confirms, so none is lost on the way back.
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
+                **AT_LEAST_ONCE,
             },
+            delivery_limit=DELIVERY_LIMIT,
         )
         for delay in dict.fromkeys(delays_seconds)
     )
@@ -51,8 +67,7 @@ def service_topology(
     queues: tuple[QueueDeclaration, ...] = ()
     if consumes is not None:
         queue = consuming_queue(names, consumes)
-        dead_letters = QueueDeclaration(name=names.dead_letter_queue(queue.name), arguments=QUORUM)
-        queues = (dead_letters, *retry_queues(queue.name, retry_delays), queue)
+        queues = (dead_letter_queue(queue.name), *retry_queues(queue.name, retry_delays), queue)
     return Topology(exchanges=(ExchangeDeclaration(names.exchange),), queues=queues)
 
 
@@ -60,7 +75,7 @@ def legacy_topology(queue_names: tuple[str, ...], retry_delays: Sequence[float] 
     """The teaching design's plain durable queues (declared as it declares them), with their DLQs."""
     queues: list[QueueDeclaration] = []
     for name in queue_names:
-        queues.append(QueueDeclaration(name=Names.dead_letter_queue(name), arguments=QUORUM))
+        queues.append(dead_letter_queue(name))
         queues.extend(retry_queues(name, retry_delays))
         queues.append(QueueDeclaration(name=name))
     return Topology(queues=tuple(queues))

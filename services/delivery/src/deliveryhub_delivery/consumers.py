@@ -85,7 +85,8 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             lanes=settings.consumer_lanes,
             prepare_batch=lock_deliveries,
             max_message_bytes=settings.max_message_bytes,
-            retry_delays=runtime.settings.retry_delays_seconds,
+            retry_delays=settings.retry_delays_seconds,
+            outage_hold_seconds=settings.consumer_outage_hold_seconds,
             metrics=runtime.metrics,
         )
 

@@ -50,6 +50,7 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             lanes=runtime.settings.consumer_lanes,
             max_message_bytes=runtime.settings.max_message_bytes,
             retry_delays=runtime.settings.retry_delays_seconds,
+            outage_hold_seconds=runtime.settings.consumer_outage_hold_seconds,
             metrics=runtime.metrics,
         )
     ]

@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deliveryhub_kit.dependencies import SessionDep
-from deliveryhub_kit.errors import DomainError, PermissionDenied, is_database_unavailable
+from deliveryhub_kit.errors import DomainError, PermissionDenied
+from deliveryhub_kit.failures import Verdict, classify
 from deliveryhub_kit.identity import Role
 from deliveryhub_web.clients import ApiError, Backends, ServiceDown
 from deliveryhub_web.runtime import WebRuntime
@@ -320,7 +321,7 @@ def install_page_errors(app: FastAPI) -> None:
         return page(request, 422, "Not understood", "The address or the form was not valid.")
 
     async def on_unexpected(request: Request, error: Exception) -> Response:
-        if is_database_unavailable(error):
+        if classify(error).verdict is Verdict.OUTAGE:
             return page(
                 request,
                 503,

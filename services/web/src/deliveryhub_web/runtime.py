@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from deliveryhub_kit.broker import Broker
+from deliveryhub_kit.consumer import InboxConsumer
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.migrations import head_revision
@@ -45,6 +47,10 @@ class WebRuntime:
     @property
     def broker(self) -> Broker | None:
         return None
+
+    @property
+    def consumers(self) -> Sequence[InboxConsumer]:
+        return ()
 
     @property
     def backends(self) -> Backends:
