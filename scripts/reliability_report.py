@@ -26,11 +26,15 @@ FAULTS = "tests/faults"
 SCENARIO_ORDER = (
     "broker_cut_while_orders_are_placed_and_paid",
     "database_cut_while_messages_are_consumed",
+    "database_not_accepting_connections",
+    "database_connection_limit_reached",
+    "database_becomes_read_only",
+    "database_server_restarts",
     "delivery_killed_with_sigkill_mid_stream_and_restarted",
     "delivery_stopped_with_sigterm_mid_stream_and_restarted",
     "relay_killed_between_the_confirm_and_the_mark",
     "two_replicas_of_each_service",
-    "poison_messages_are_dead_lettered_while_good_ones_flow",
+    "hostile_messages_are_dead_lettered_while_good_ones_flow",
 )
 
 
@@ -258,17 +262,27 @@ def figure(value: object) -> str:
 
 
 def ordered(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
-    known = [scenarios[name] for name in SCENARIO_ORDER if name in scenarios]
-    return known + [record for name, record in scenarios.items() if name not in SCENARIO_ORDER]
+    """By scenario in the order above (others after), and by broker within a scenario."""
+
+    def place(record: dict[str, Any]) -> tuple[int, str, str]:
+        name = record["scenario"]
+        rank = SCENARIO_ORDER.index(name) if name in SCENARIO_ORDER else len(SCENARIO_ORDER)
+        return rank, name, record.get("broker", "")
+
+    return sorted(scenarios.values(), key=place)
 
 
 def render(document: dict[str, Any]) -> tuple[str, list[str]]:
     """The Markdown, and the cited tests that could not be found."""
-    run_id = document["run_id"]
+    runs: dict[str, dict[str, Any]] = document["runs"]
     records = ordered(document["scenarios"])
     held = sum(record["result"] == "held" for record in records)
     total = sum(record.get("duration_seconds") or 0 for record in records)
-    stale = [record["scenario"] for record in records if record.get("run_id") != run_id]
+    stale = [
+        f"{record['scenario']} on {record.get('broker', '?')}"
+        for record in records
+        if record.get("run_id") != runs.get(record.get("broker", ""), {}).get("run_id")
+    ]
     invariant: list[str] = next((record["invariant"] for record in records if record.get("invariant")), [])
 
     lines = [
@@ -286,11 +300,18 @@ def render(document: dict[str, Any]) -> tuple[str, list[str]]:
         "`test-results/reliability.json`, and `uv run python scripts/reliability_report.py` writes this file",
         "from them. Do not edit it by hand.",
         "",
-        "## The run",
+        "## The runs",
         "",
-        f"- Run `{run_id}`, started {document['run_started_at']} on commit `{document['commit']}` "
-        f"(with the working tree's changes), Python {document['python']}, {document['cpus']} CPUs.",
-        f"- {held} of {len(records)} scenarios held; together they took {total:.0f} s, setup included.",
+        "Every scenario runs on each RabbitMQ series the system supports: the machine's 3.x and a 4.x",
+        "beside it (`scripts/rabbitmq4.sh`).",
+        "",
+        *[
+            f"- On {broker}: run `{run['run_id']}`, started {run['run_started_at']} on commit "
+            f"`{run['commit']}` (with the working tree's changes), Python {run['python']}, "
+            f"{run['cpus']} CPUs."
+            for broker, run in sorted(runs.items())
+        ],
+        f"- {held} of {len(records)} scenario runs held; together they took {total:.0f} s, setup included.",
     ]
     if stale:
         lines.append(f"- Not from this run (kept from an earlier one): {', '.join(stale)}.")
@@ -298,16 +319,17 @@ def render(document: dict[str, Any]) -> tuple[str, list[str]]:
         "",
         "## Scenarios",
         "",
-        "| Scenario | What was broken | For how long | Orders | What was checked | Result | Converged in |",
-        "|---|---|---|---|---|---|---|",
+        "| Scenario | Broker | What was broken | For how long | Orders | What was checked | Result "
+        "| Converged in |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for record in records:
         checked = "; ".join([*record["checked"], "the invariant"])
         result = "held" if record["result"] == "held" else f"**{record['result'].upper()}**"
         lines.append(
-            f"| {cell(record['title'] or record['scenario'])} | {cell(record['fault'])} "
-            f"| {seconds(record['fault_seconds'])} | {record['orders']} | {cell(checked)} | {result} "
-            f"| {seconds(record['converge_seconds'])} |"
+            f"| {cell(record['title'] or record['scenario'])} | {cell(record.get('broker') or '—')} "
+            f"| {cell(record['fault'])} | {seconds(record['fault_seconds'])} | {record['orders']} "
+            f"| {cell(checked)} | {result} | {seconds(record['converge_seconds'])} |"
         )
     lines += [
         "",
@@ -327,8 +349,8 @@ def render(document: dict[str, Any]) -> tuple[str, list[str]]:
     ]
     for record in records:
         lines += [
-            f"**{record['title'] or record['scenario']}** (`{record['test']}`, "
-            f"{seconds(record.get('duration_seconds'))})",
+            f"**{record['title'] or record['scenario']}** on {record.get('broker') or '—'} "
+            f"(`{record['test']}`, {seconds(record.get('duration_seconds'))})",
             "",
         ]
         lines += [f"- {name}: {figure(value)}" for name, value in record["figures"].items()]

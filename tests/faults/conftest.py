@@ -10,6 +10,7 @@ import pytest
 from aio_pika.abc import AbstractConnection
 
 from deliveryhub_kit.keys import KeyPair
+from deliveryhub_kit.rabbitmq import RabbitBroker
 from tests.conftest import Amqp, BrokerNamespace, Databases
 from tests.faults.invariants import CHECKED, SystemView
 from tests.faults.report import ScenarioRecord, save
@@ -30,13 +31,27 @@ def run_started_at() -> datetime:
     return datetime.now(UTC)
 
 
+@pytest.fixture(scope="session")
+async def broker_version(amqp_url: str) -> str:
+    """The RabbitMQ the run talks to, as the report names it."""
+    broker = RabbitBroker(amqp_url, name="deliveryhub-tests")
+    await broker.connect()
+    try:
+        return "RabbitMQ " + ".".join(str(part) for part in broker.server_version)
+    finally:
+        await broker.close()
+
+
 @pytest.fixture
 def scenario(
-    request: pytest.FixtureRequest, run_id: str, run_started_at: datetime
+    request: pytest.FixtureRequest, run_id: str, run_started_at: datetime, broker_version: str
 ) -> Iterator[ScenarioRecord]:
     """The scenario's figures; saved to the results file with its outcome when the test ends."""
     record = ScenarioRecord(
-        scenario=request.node.name.removeprefix("test_"), test=request.node.nodeid, invariant=list(CHECKED)
+        scenario=request.node.name.removeprefix("test_"),
+        test=request.node.nodeid,
+        broker=broker_version,
+        invariant=list(CHECKED),
     )
     yield record
     phases = request.node.stash.get(PHASES, {})

@@ -25,6 +25,8 @@ class ScenarioRecord:
 
     scenario: str
     test: str
+    # The broker it ran on, e.g. "RabbitMQ 4.0.5": the scenarios run on each supported series.
+    broker: str = ""
     title: str = ""
     fault: str = ""
     fault_seconds: float | None = None
@@ -54,7 +56,8 @@ def _commit() -> str:
 
 
 def save(record: ScenarioRecord, run_id: str, run_started_at: datetime) -> None:
-    """Put the scenario's record into the results file, replacing the one of an earlier run."""
+    """Put the scenario's record into the results file, replacing the one of an earlier run on the
+    same broker. A run on another broker (same run id) adds to the file."""
     record.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     # Parallel workers may write at once: the read-modify-write holds a lock on the file.
@@ -63,16 +66,18 @@ def save(record: ScenarioRecord, run_id: str, run_started_at: datetime) -> None:
         file.seek(0)
         text = file.read()
         document: dict[str, Any] = json.loads(text) if text.strip() else {}
-        if document.get("run_id") != run_id:
-            document = {
+        runs: dict[str, Any] = document.setdefault("runs", {})
+        if runs.get(record.broker, {}).get("run_id") != run_id:
+            runs[record.broker] = {
                 "run_id": run_id,
                 "run_started_at": run_started_at.isoformat(timespec="seconds"),
                 "commit": _commit(),
                 "python": platform.python_version(),
                 "cpus": os.cpu_count(),
-                "scenarios": {**document.get("scenarios", {})},
             }
-        document["scenarios"][record.scenario] = {**asdict(record), "run_id": run_id}
+        document.setdefault("scenarios", {})
+        key = f"{record.scenario} on {record.broker}" if record.broker else record.scenario
+        document["scenarios"][key] = {**asdict(record), "run_id": run_id}
         file.seek(0)
         file.truncate()
         json.dump(document, file, ensure_ascii=False, indent=2)

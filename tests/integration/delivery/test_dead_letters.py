@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from deliveryhub_cli.dead_letters import run_dead_letters
+from tests.conftest import AMQP_URL
 
 from .conftest import DeliveryRecords, OrderEvents, RunningDelivery, Settle
 
@@ -25,7 +26,7 @@ async def dead_letters(
     return await asyncio.to_thread(
         run_dead_letters,
         action=action,
-        amqp_url="amqp://guest:guest@127.0.0.1:5672/",
+        amqp_url=AMQP_URL,
         broker_prefix=namespace.prefix,
         legacy_prefix=namespace.legacy_prefix,
         queue=None,
@@ -50,6 +51,20 @@ async def test_list_shows_dead_letters_without_consuming_them(
     assert "MalformedEvent: body is not JSON" in listed
     assert delivery.dead_letter_queue in listed
     assert await dead_letters(broker_namespace, "list") == 0
+    assert await amqp.message_count(delivery.dead_letter_queue) == 1
+
+
+async def test_listing_again_and_again_never_uses_a_dead_letter_up(
+    delivery: RunningDelivery, broker_namespace: BrokerNamespace, amqp: Amqp, wait_for: WaitFor
+) -> None:
+    # Listing hands each dead letter out and takes it back: RabbitMQ 4 counts that as a delivery,
+    # and by default drops a quorum queue's message after 20 of them.
+    await amqp.publish(delivery.queue, b"{not json", message_id="poison-kept")
+    await wait_for(lambda: amqp.message_count(delivery.dead_letter_queue), message="the dead letter")
+
+    for _ in range(25):
+        assert await dead_letters(broker_namespace, "list") == 0
+
     assert await amqp.message_count(delivery.dead_letter_queue) == 1
 
 
