@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from deliveryhub_delivery.settings import DeliverySettings
 from deliveryhub_kit.keys import generate_key_pair
@@ -20,6 +21,9 @@ SETTINGS_VARIABLES = [
     "KEYS_DIR",
     "AMQP_URL",
     "LEGACY_QUEUE_PREFIX",
+    "RETRY_DELAYS_SECONDS",
+    "INBOX_RETENTION_SECONDS",
+    "CONSUMER_OUTAGE_HOLD_SECONDS",
 ]
 
 
@@ -138,3 +142,40 @@ def test_the_legacy_queue_prefix_is_read(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("LEGACY_QUEUE_PREFIX", "laptev_")
 
     assert DeliverySettings().legacy_queue_prefix == "laptev_"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("RETRY_DELAYS_SECONDS", "[-1]", "greater than 0"),
+        ("RETRY_DELAYS_SECONDS", "[0]", "greater than 0"),
+        ("RETRY_DELAYS_SECONDS", "[100000]", "less than or equal to 86400"),
+        ("RETRY_DELAYS_SECONDS", "[" + ", ".join(["1"] * 11) + "]", "at most 10"),
+        ("INBOX_RETENTION_SECONDS", "60", "greater than or equal to 3600"),
+        ("CONSUMER_OUTAGE_HOLD_SECONDS", "-1", "greater than or equal to 0"),
+        ("CONSUMER_OUTAGE_HOLD_SECONDS", "3600", "less than or equal to 600"),
+    ],
+)
+def test_consumer_settings_out_of_bounds_are_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ValidationError, match=says) as refused:
+        ServiceSettings()
+    assert variable.lower() in str(refused.value)
+
+
+def test_retry_delays_that_are_not_a_list_are_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETRY_DELAYS_SECONDS", "not a list")
+
+    with pytest.raises(SettingsError, match='"retry_delays_seconds"'):
+        ServiceSettings()
+
+
+def test_the_inbox_must_outlive_every_retry_of_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETRY_DELAYS_SECONDS", "[3000, 3000]")
+    monkeypatch.setenv("INBOX_RETENTION_SECONDS", "5000")
+
+    with pytest.raises(ValidationError, match="INBOX_RETENTION_SECONDS must be longer than all RETRY_DELAYS"):
+        ServiceSettings()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import String
+from sqlalchemy import String, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from deliveryhub_kit.db import UtcDateTime, dialect_insert, utcnow
+from deliveryhub_kit.db import Database, UtcDateTime, dialect_insert, utcnow
+
+logger = logging.getLogger(__name__)
 
 
 class InboxMessageMixin:
@@ -18,7 +23,8 @@ class InboxMessageMixin:
 
     event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     event_type: Mapped[str] = mapped_column(String(100))
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Indexed: the inbox is pruned by age.
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 
 async def record_in_inbox(
@@ -35,3 +41,64 @@ async def record_in_inbox(
         dialect_insert(session, model).values(values).on_conflict_do_nothing().returning(model.event_id)
     )
     return set((await session.execute(statement)).scalars())
+
+
+async def prune_inbox(
+    database: Database, model: type[InboxMessageMixin], *, older_than: datetime, batch_size: int = 5_000
+) -> int:
+    """Forget the events received before `older_than`, a batch per transaction; how many."""
+    deleted = 0
+    while True:
+        async with database.transaction() as session:
+            oldest = (
+                select(model.event_id)
+                .where(model.received_at < older_than)
+                .order_by(model.received_at)
+                .limit(batch_size)
+            )
+            result = await session.execute(delete(model).where(model.event_id.in_(oldest.scalar_subquery())))
+        count = int(getattr(result, "rowcount", 0) or 0)
+        deleted += count
+        if count < batch_size:
+            return deleted
+
+
+class InboxPruner:
+    """Keeps a service's inbox from growing forever: every `every_seconds` it forgets the event ids
+    received longer ago than `retention_seconds`, which is far longer than any copy of an event
+    can take to arrive (a redelivery, a second publish after a relay crash, a delayed retry)."""
+
+    def __init__(
+        self,
+        database: Database,
+        model: type[InboxMessageMixin],
+        *,
+        retention_seconds: float,
+        every_seconds: float = 600.0,
+    ) -> None:
+        self._database = database
+        self._model = model
+        self._retention = timedelta(seconds=retention_seconds)
+        self._every = every_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="inbox-pruner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            try:
+                pruned = await prune_inbox(self._database, self._model, older_than=utcnow() - self._retention)
+            except Exception as error:  # the next round tries again; an outage is not this task's to report
+                logger.info("pruning the inbox failed (%s): %s", type(error).__name__, error)
+                continue
+            if pruned:
+                logger.info("pruned %d events from the inbox", pruned)

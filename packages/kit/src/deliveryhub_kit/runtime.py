@@ -13,6 +13,7 @@ from typing import Protocol
 from deliveryhub_kit.broker import Broker, BrokerUnavailable, Topology
 from deliveryhub_kit.consumer import InboxConsumer
 from deliveryhub_kit.db import Database
+from deliveryhub_kit.inbox import InboxMessageMixin, InboxPruner
 from deliveryhub_kit.memory_broker import MemoryBroker, is_memory_url
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.migrations import head_revision
@@ -41,6 +42,7 @@ class Wiring:
     """What differs between services: their tables, their topology, consumers and migrations."""
 
     outbox_model: type[OutboxMessageMixin]
+    inbox_model: type[InboxMessageMixin]
     topologies: Sequence[Topology]
     consumers: ConsumerFactory
     migrations: Path | None = None
@@ -110,6 +112,9 @@ class ServiceRuntime:
             retention_seconds=settings.outbox_retention_seconds,
             metrics=self.metrics,
         )
+        self.inbox_pruner = InboxPruner(
+            self.database, wiring.inbox_model, retention_seconds=settings.inbox_retention_seconds
+        )
         self.consumers: Sequence[InboxConsumer] = ()
         self.stopping = False
         self._broker_task: asyncio.Task[None] | None = None
@@ -126,6 +131,7 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         self.relay.start()
+        self.inbox_pruner.start()
         # The API serves even while the broker is away: the outbox keeps the events meanwhile.
         self._broker_task = asyncio.create_task(self._attach_broker(), name="attach-broker")
 
@@ -164,6 +170,7 @@ class ServiceRuntime:
                 await self._broker_task
         for consumer in self.consumers:
             await consumer.stop()
+        await self.inbox_pruner.stop()
         await self.relay.stop()
         await self.broker.close()
         await self.database.dispose()

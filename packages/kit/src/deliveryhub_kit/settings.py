@@ -66,6 +66,9 @@ class ServiceSettings(BaseSettings):
     # soon as the database answers), then gives them back to the queue once, for other replicas.
     consumer_outage_hold_seconds: float = Field(default=10.0, ge=0, le=600)
 
+    # How long a consumer remembers an event it applied, so that a late copy changes nothing.
+    inbox_retention_seconds: float = Field(default=7 * 24 * 3600, ge=3600)
+
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_retention_seconds: float = Field(default=7 * 24 * 3600, ge=0)
@@ -85,6 +88,13 @@ class ServiceSettings(BaseSettings):
     log_json: bool | None = None
     # Unset: configure logging unless the process already did (a test runner, an embedding app).
     configure_logging: bool | None = None
+
+    @model_validator(mode="after")
+    def _inbox_outlives_the_retries(self) -> ServiceSettings:
+        # A message waits out every retry delay before its last try: its id must be kept longer.
+        if self.inbox_retention_seconds <= sum(self.retry_delays_seconds):
+            raise ValueError("INBOX_RETENTION_SECONDS must be longer than all RETRY_DELAYS_SECONDS together")
+        return self
 
     @model_validator(mode="after")
     def _secrets_are_given_outside_development(self) -> ServiceSettings:

@@ -8,7 +8,7 @@ from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, Names, legacy_
 from deliveryhub_delivery import api
 from deliveryhub_delivery.__main__ import MIGRATIONS
 from deliveryhub_delivery.consumers import build_consumers
-from deliveryhub_delivery.models import OutboxMessage
+from deliveryhub_delivery.models import InboxMessage, OutboxMessage
 from deliveryhub_delivery.settings import DeliverySettings
 from deliveryhub_kit.app import build_app
 from deliveryhub_kit.broker import Broker, Topology
@@ -30,6 +30,7 @@ def create_app(settings: DeliverySettings | None = None, *, broker: Broker | Non
     settings = settings or DeliverySettings()
     wiring = Wiring(
         outbox_model=OutboxMessage,
+        inbox_model=InboxMessage,
         topologies=topologies(settings),
         consumers=build_consumers,
         migrations=MIGRATIONS,

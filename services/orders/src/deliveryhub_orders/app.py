@@ -12,7 +12,7 @@ from deliveryhub_kit.topology import service_topology
 from deliveryhub_orders import api
 from deliveryhub_orders.__main__ import MIGRATIONS
 from deliveryhub_orders.consumers import build_consumers
-from deliveryhub_orders.models import OutboxMessage
+from deliveryhub_orders.models import InboxMessage, OutboxMessage
 from deliveryhub_orders.settings import OrdersSettings
 
 
@@ -25,7 +25,11 @@ def create_app(settings: OrdersSettings | None = None, *, broker: Broker | None 
         retry_delays=settings.retry_delays_seconds,
     )
     wiring = Wiring(
-        outbox_model=OutboxMessage, topologies=[topology], consumers=build_consumers, migrations=MIGRATIONS
+        outbox_model=OutboxMessage,
+        inbox_model=InboxMessage,
+        topologies=[topology],
+        consumers=build_consumers,
+        migrations=MIGRATIONS,
     )
     return build_app(
         title="Delivery Hub: orders",
