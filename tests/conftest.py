@@ -27,7 +27,13 @@ import pytest
 # ends, and on Python 3.11.7 parsing a module that late (pytest rewrites the plugin's asserts)
 # can fail with "AST constructor recursion depth mismatch", failing a green run.
 import schemathesis.reporting.html.writer  # noqa: F401
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    HeadersType,
+)
 from sqlalchemy import MetaData, String, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -35,7 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from deliveryhub_contracts import topology as contract_topology
 from deliveryhub_contracts.events import Envelope
 from deliveryhub_contracts.topology import Names, QueueSpec, legacy_queues
-from deliveryhub_kit.broker import HeaderValue, OutgoingMessage
+from deliveryhub_kit.broker import OutgoingMessage
 from deliveryhub_kit.db import Database, make_metadata
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.inbox import InboxMessageMixin
@@ -431,7 +437,7 @@ class Amqp:
         *,
         exchange: str = "",
         message_id: str | None = None,
-        headers: dict[str, HeaderValue] | None = None,
+        headers: HeadersType | None = None,
         content_type: str | None = "application/json",
     ) -> None:
         """Publish as another client would; without `message_id` aio-pika makes up a random one."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
+
+from aio_pika.abc import HeadersType
 
 from deliveryhub_contracts.events import DELIVERY_SOURCE, ORDERS_SOURCE
 from deliveryhub_kit.db import utcnow
@@ -23,7 +26,35 @@ class Hostile:
     reason_says: str
     target: Target = "events"
     routing_key: str = "order.created"
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: HeadersType = field(default_factory=dict)
+    # Bytes after the message id that are not UTF-8 (an AMQP short string RabbitMQ passes on as is).
+    message_id_tail: bytes = b""
+
+    def message_id(self, readable: str) -> str:
+        """The message id a copy is published with: `readable`, and the kind's bytes after it."""
+        return RawText(readable.encode() + self.message_id_tail) if self.message_id_tail else readable
+
+
+class RawText(str):
+    """A string its producer's client sends as these very bytes, UTF-8 or not; it reads back as
+    those bytes decoded with replacement characters."""
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> RawText:
+        text = super().__new__(cls, raw.decode("utf-8", "replace"))
+        text.raw = raw
+        return text
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
+
+
+class FarTimestamp(datetime):
+    """A timestamp header no Python date holds (2**50 seconds: RabbitMQ passes it on)."""
+
+    def timestamp(self) -> float:
+        return float(2**50)
 
 
 def _snapshot(**changes: object) -> dict[str, object]:
@@ -177,6 +208,21 @@ def cloud_event_kinds() -> list[Hostile]:
             "subject",
         ),
         Hostile("a body over 1 MiB", _too_large(), "MessageTooLarge", "bytes"),
+        Hostile(
+            "a timestamp header past the year 9999",
+            b"{}",
+            malformed,
+            "envelope",
+            headers={"x-sent-at": FarTimestamp(2001, 1, 1, tzinfo=UTC)},
+        ),
+        Hostile(
+            "a header name that is not UTF-8",
+            b"{}",
+            malformed,
+            "envelope",
+            headers={RawText(b"x-\xff\xfe-origin"): "shop"},
+        ),
+        Hostile("a message id that is not UTF-8", b"{}", malformed, "envelope", message_id_tail=b"\xff\xfe"),
         Hostile(
             "headers that fill an AMQP frame (120 KB)",
             b"{}",

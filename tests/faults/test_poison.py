@@ -10,7 +10,6 @@ from collections import Counter
 import pytest
 
 from deliveryhub_contracts.topology import Names
-from deliveryhub_kit.broker import HeaderValue
 from deliveryhub_kit.dead_letters import DeadLetterBox
 from deliveryhub_kit.settings import ServiceSettings
 from tests.conftest import Amqp, Tokens, wait_for
@@ -49,8 +48,8 @@ async def test_hostile_messages_are_dead_lettered_while_good_ones_flow(
         placed_before = number * ORDERS // len(kinds)
         await wait_for(lambda: shop.placed >= placed_before, timeout=30, message="good orders")  # noqa: B023
         for copy in range(COPIES):
-            message_id = f"hostile-{number}-{copy}-{uuid.uuid4().hex[:6]}"
-            headers: dict[str, HeaderValue] = dict(hostile.headers)
+            message_id = hostile.message_id(f"hostile-{number}-{copy}-{uuid.uuid4().hex[:6]}")
+            headers = dict(hostile.headers)
             if hostile.target == "events":
                 await amqp.publish(
                     hostile.routing_key,

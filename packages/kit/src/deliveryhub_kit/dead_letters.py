@@ -12,6 +12,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from deliveryhub_contracts.topology import Names, QueueSpec, legacy_queues
+from deliveryhub_kit.amqp_properties import read_any_properties
 from deliveryhub_kit.db import utcnow
 
 # Headers of a dead letter's story; a replayed message starts its story again.
@@ -89,6 +90,7 @@ class DeadLetterBox:
     """Works on dead-letter queues through one connection; reading never removes a message."""
 
     def __init__(self, connection: AbstractConnection) -> None:
+        read_any_properties()  # a dead letter is what a producer sent, properties and all
         self._connection = connection
 
     async def _take_all(self, channel: AbstractChannel, queue: str) -> list[AbstractIncomingMessage]:

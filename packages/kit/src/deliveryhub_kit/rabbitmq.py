@@ -14,6 +14,7 @@ from aio_pika.abc import (
     ConsumerTag,
 )
 
+from deliveryhub_kit.amqp_properties import read_any_properties
 from deliveryhub_kit.broker import (
     BrokerUnavailable,
     HeaderValue,
@@ -144,6 +145,7 @@ class RabbitBroker:
         return connection is not None and not connection.is_closed and connection.connected.is_set()
 
     async def connect(self) -> None:
+        read_any_properties()
         try:
             self._connection = await aio_pika.connect_robust(
                 self._url, client_properties={"connection_name": self._name}, timeout=10
