@@ -478,17 +478,20 @@ class InboxConsumer:
         outage = self._paused_by(failure)
         for pending in batch:
             self._metrics.events_retried.labels(pending.decoded.key).inc()
-        waits = [outage.answering.wait(), self._stopped.wait()]
-        if not outage.gave_back.is_set():  # what comes in after giving back is held, not given back
-            waits.append(outage.gave_back.wait())
-        tasks = [asyncio.ensure_future(wait) for wait in waits]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-        if outage.answering.is_set() and not self._stopping:
-            return True
+        if self._consuming:
+            waits = [outage.answering.wait(), self._stopped.wait()]
+            # Taken after consuming again, within the same outage: held, not given back a second time.
+            if not outage.gave_back.is_set():
+                waits.append(outage.gave_back.wait())
+            tasks = [asyncio.ensure_future(wait) for wait in waits]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+            if outage.answering.is_set() and not self._stopping:
+                return True
+        # Given back: the consumer gave back what it held (this batch was still on its way) or stops.
         await self._give_back(
             [pending.message for pending in batch], "stopping" if self._stopping else "outage"
         )
