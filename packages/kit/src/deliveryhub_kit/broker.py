@@ -46,7 +46,8 @@ class IncomingMessage(Protocol):
     async def ack(self) -> None: ...
 
     async def requeue(self) -> None:
-        """Give it back to the head of its queue, for this or another consumer."""
+        """Give it back to its queue, for this or another consumer (a classic queue puts it at the
+        head, a quorum queue behind the messages waiting)."""
 
     async def reject(self) -> None:
         """Refuse it: the queue dead-letters it to its own dead-letter target (or drops it)."""

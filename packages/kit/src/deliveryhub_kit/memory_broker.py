@@ -5,17 +5,23 @@
 `MemoryHub`, which stands in for the RabbitMQ server: the same exchanges, queues and messages.
 
 What it keeps of RabbitMQ's meaning: topic, direct and fanout exchanges with their bindings (in a
-topic key `*` is one word and `#` any number of words); the default exchange `""`, which routes to
-the queue named by the routing key; a mandatory publish that no queue is bound for raises
-`Unroutable`; consumers with a prefetch limit, served in turn; ack, reject with requeue (delivered
-again with `redelivered` set) and reject without it, which dead-letters the message to the queue's
-`x-dead-letter-exchange` / `x-dead-letter-routing-key`; a queue's `x-message-ttl`, after which a
+topic key `*` is one word and `#` any number of words; one copy per queue however many of its
+bindings match); the default exchange `""`, which routes to the queue named by the routing key; a
+mandatory publish that no queue is bound for raises `Unroutable`; consumers with a prefetch limit,
+served in turn; ack, requeue (delivered again with `redelivered` set: a quorum queue puts it
+behind the messages waiting, a classic queue back at the head) and reject, which dead-letters the
+message to the queue's `x-dead-letter-exchange` / `x-dead-letter-routing-key` (or drops it) as a
+new message there, with the `x-first-death-*` headers; a queue's `x-message-ttl`, after which a
 waiting message is dead-lettered the same way (the delay queues of the consumers' retries); a
-subscription that closes gives the messages in its hands back to the queue; and, as a quorum queue
-of RabbitMQ 3.x and 4.0 to 4.2 does, every return (a requeue, a closed subscription) counts in the
-message's `x-delivery-count` header, and past the queue's `x-delivery-limit` the message is
-dead-lettered instead. Other queue arguments (overflow, dead-letter strategy) are accepted and
-ignored.
+subscription that closes gives the messages in its hands back to the head of the queue; and, as a
+quorum queue of RabbitMQ 3.x and 4.0 to 4.2 does, every return to a quorum queue (a requeue, a
+closed subscription) counts in the message's `x-delivery-count` header, and past the queue's
+`x-delivery-limit` the message is dead-lettered instead; a classic queue counts nothing, so its
+`delivery_count` only says whether the message was handed out before. Where RabbitMQ versions
+differ it does as 3.x does: a dead letter carries no count from the queue it left (RabbitMQ 4
+carries a rejection's count into a quorum target), and it gets no `x-last-death-*` headers. Not
+kept: the `x-death` header. Other queue arguments (overflow, dead-letter strategy) are accepted
+and ignored.
 
 Durability: with a FILE, the exchanges, queues, bindings and messages live in that SQLite file,
 written before each call returns. A publish is confirmed once its copies are stored, an ack
@@ -101,7 +107,7 @@ class _Message:
     routing_key: str
     # Handed out before: its next delivery is a redelivery.
     delivered: bool = False
-    # Handed out and returned this many times.
+    # Handed out and returned this many times; only a quorum queue counts.
     returns: int = 0
     # Wall-clock time (not the loop's), so that a countdown goes on across a restart.
     expires_at: float | None = None
@@ -133,9 +139,13 @@ class _Queue:
         self._turn = 0
 
     @property
+    def is_quorum(self) -> bool:
+        return self.arguments.get("x-queue-type") == "quorum"
+
+    @property
     def delivery_limit(self) -> int | None:
         limit = self.arguments.get("x-delivery-limit")
-        if self.arguments.get("x-queue-type") != "quorum" or not isinstance(limit, int) or limit < 0:
+        if not self.is_quorum or not isinstance(limit, int) or limit < 0:
             return None
         return limit
 
@@ -178,13 +188,15 @@ class _Consumer:
 
 
 class MemoryMessage:
-    """A message handed to a consumer of the in-process broker."""
+    """A message handed to a consumer of the in-process broker, as it stood when handed out."""
 
     def __init__(self, hub: MemoryHub, consumer: _Consumer, message: _Message, *, redelivered: bool) -> None:
         self._hub = hub
         self._consumer = consumer
         self._message = message
         self._redelivered = redelivered
+        # Fixed at delivery, as RabbitMQ's header is: a later return counts toward the next one.
+        self._returns = message.returns
 
     @property
     def body(self) -> bytes:
@@ -193,8 +205,8 @@ class MemoryMessage:
     @property
     def headers(self) -> Mapping[str, object]:
         headers: dict[str, object] = dict(self._message.headers)
-        if self._message.returns:
-            headers["x-delivery-count"] = self._message.returns
+        if self._returns:
+            headers["x-delivery-count"] = self._returns
         return headers
 
     @property
@@ -219,7 +231,8 @@ class MemoryMessage:
 
     @property
     def delivery_count(self) -> int:
-        return self._message.returns
+        # What RabbitBroker reads: a quorum queue's count, else whether it was handed out before.
+        return self._returns or int(self._redelivered)
 
     async def ack(self) -> None:
         self._hub.settle(self._consumer, self._message, "ack")
@@ -394,6 +407,7 @@ class MemoryHub:
             id=next(self._ids),
             queue=queue,
             delivered=False,
+            returns=0,
             expires_at=time.time() + ttl if ttl is not None else None,
         )
 
@@ -437,14 +451,15 @@ class MemoryHub:
         consumer.unacked.clear()
         queue = self._queues[consumer.queue]
         for message in reversed(returned):
-            self._return(queue, message)
+            self._return(queue, message, to_head=True)
         if not self._closed:
             self._dispatch(queue)
 
-    def _return(self, queue: _Queue, message: _Message) -> None:
-        """Put a message handed out back at the head of its queue, counting the return; past the
-        queue's delivery limit it is dead-lettered instead."""
-        message.returns += 1
+    def _return(self, queue: _Queue, message: _Message, *, to_head: bool) -> None:
+        """Put a message handed out back in its queue, counting the return in a quorum queue; past
+        the queue's delivery limit it is dead-lettered instead."""
+        if queue.is_quorum:
+            message.returns += 1
         limit = queue.delivery_limit
         if limit is not None and message.returns > limit:
             if not self._dead_letter(queue, message, reason="delivery_limit"):
@@ -455,7 +470,10 @@ class MemoryHub:
             return
         if self._store is not None:
             self._store.mark_returned(message)
-        queue.ready.appendleft(message)
+        if to_head:
+            queue.ready.appendleft(message)
+        else:
+            queue.ready.append(message)
 
     def settle(self, consumer: _Consumer, message: _Message, outcome: Outcome) -> None:
         if not consumer.open:
@@ -466,7 +484,9 @@ class MemoryHub:
         if outcome == "ack":
             self._write(deleted=[message])
         elif outcome == "requeue":
-            self._return(queue, message)
+            # As RabbitMQ does: a quorum queue puts a requeued message behind those waiting, a
+            # classic one back at the head.
+            self._return(queue, message, to_head=not queue.is_quorum)
         elif not self._dead_letter(queue, message, reason="rejected"):
             # RabbitMQ drops it as well; say so at least.
             logger.warning("a rejected message of %s had nowhere to go and was dropped", queue.name)
