@@ -384,8 +384,12 @@ class InboxConsumer:
         lane = zlib.crc32((decoded.subject or str(decoded.event_id)).encode()) % len(self._waiting)
         self._waiting[lane].append(pending)
         self._start_batch(lane)
-        # Shielded: a handler cancelled at shutdown leaves its message to the batch that holds it.
-        await asyncio.shield(pending.settled)
+        try:
+            # Shielded: a handler cancelled at shutdown leaves its message to the batch that holds it.
+            await asyncio.shield(pending.settled)
+        except BrokerError as error:  # the channel went away: the broker hands the message out again
+            logger.warning("%s: a message could not be settled: %s", self.name, error)
+            return
         self._metrics.event_handling.labels(decoded.key).observe(time.perf_counter() - started)
 
     def _read(self, message: IncomingMessage) -> tuple[DecodedMessage, EventRoute]:

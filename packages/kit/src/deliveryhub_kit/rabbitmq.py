@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import aio_pika
 import aiormq
@@ -16,6 +17,7 @@ from aio_pika.abc import (
 
 from deliveryhub_kit.amqp_properties import read_any_properties
 from deliveryhub_kit.broker import (
+    BrokerError,
     BrokerUnavailable,
     HeaderValue,
     MessageHandler,
@@ -76,20 +78,32 @@ class RabbitMessage:
     # a busy event loop per message. A settlement lost with the connection is harmless: the
     # broker delivers the message again, and the inbox knows it.
     async def ack(self) -> None:
-        await self._message.channel.basic_ack(self._delivery_tag(), wait=False)
+        with _settling("ack"):
+            await self._message.channel.basic_ack(self._delivery_tag(), wait=False)
 
     async def requeue(self) -> None:
         # basic.nack, not basic.reject: from RabbitMQ 4.3 a quorum queue counts a rejected return
         # toward its delivery limit and a nacked one not (earlier versions count both).
-        await self._message.channel.basic_nack(self._delivery_tag(), requeue=True, wait=False)
+        with _settling("requeue"):
+            await self._message.channel.basic_nack(self._delivery_tag(), requeue=True, wait=False)
 
     async def reject(self) -> None:
-        await self._message.channel.basic_reject(self._delivery_tag(), requeue=False, wait=False)
+        with _settling("reject"):
+            await self._message.channel.basic_reject(self._delivery_tag(), requeue=False, wait=False)
 
     def _delivery_tag(self) -> int:
         tag = self._message.delivery_tag
         assert tag is not None, "a consumed message has a delivery tag"
         return tag
+
+
+@contextmanager
+def _settling(what: str) -> Iterator[None]:
+    """A message whose channel has closed cannot be settled: the broker hands it out again."""
+    try:
+        yield
+    except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
+        raise BrokerUnavailable(f"cannot {what} the message: its channel is closed ({error!r})") from error
 
 
 class RabbitSubscription:
@@ -271,7 +285,10 @@ class RabbitBroker:
         channel = await self._require_connection().channel()
         assert isinstance(channel, AbstractRobustChannel)
         await channel.set_qos(prefetch_count=prefetch)
-        declared = await channel.get_queue(queue, ensure=True)
+        try:
+            declared = await channel.get_queue(queue, ensure=True)
+        except aiormq.exceptions.ChannelNotFoundEntity as error:
+            raise BrokerError(f"there is no queue {queue!r} to consume") from error
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             await handler(RabbitMessage(message))
