@@ -27,14 +27,15 @@ typecheck: install
 architecture: install
 	$(UV) run lint-imports
 
-# The machine's own RabbitMQ does not run the project's broker configuration: the tests that need
-# it run in the RabbitMQ 4 pass below.
+# The machine's own RabbitMQ runs neither the project's broker configuration nor the management
+# API: the tests that need them run in the RabbitMQ 4 pass below.
 pytest: install
 	$(UV) run pytest -m "not configured_broker"
 
 # What talks to the broker, once more on RabbitMQ 4: scripts/rabbitmq4.sh starts Debian 13's 4.0
 # beside the machine's server for the run (or uses the one RABBITMQ4_URL names).
-RABBITMQ4_TESTS := tests/integration/kit tests/integration/delivery/test_dead_letters.py tests/faults
+RABBITMQ4_TESTS := tests/integration/kit tests/integration/delivery/test_dead_letters.py tests/faults \
+	tests/deploy/test_processes.py::test_the_services_connect_as_the_users_the_access_job_made
 
 pytest-rabbitmq4: install
 	bash scripts/rabbitmq4.sh run $(UV) run pytest $(RABBITMQ4_TESTS)

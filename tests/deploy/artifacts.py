@@ -29,6 +29,7 @@ COMPOSE_FILE = REPOSITORY / "compose.yaml"
 DOCKERIGNORE = REPOSITORY / ".dockerignore"
 GATEWAY_CONFIG = REPOSITORY / "deploy" / "gateway" / "nginx.conf"
 POSTGRES_INIT = REPOSITORY / "deploy" / "postgres" / "init-databases.sql"
+RABBITMQ_CONFIG = REPOSITORY / "deploy" / "rabbitmq" / "rabbitmq.conf"
 KUBERNETES = REPOSITORY / "deploy" / "kubernetes"
 IMAGE_PREFIX = "deliveryhub/"
 
@@ -382,6 +383,19 @@ def dependencies(name: str, services: dict[str, Json]) -> set[str]:
 
 def is_one_shot(service: Json) -> bool:
     return str(service.get("restart", "no")) == "no"
+
+
+# The job that gives each service its own RabbitMQ user (deliveryhub_kit/broker_access.py).
+BROKER_ACCESS_COMMAND = ["python", "-m", "deliveryhub_kit.broker_access"]
+
+
+def broker_access_jobs(services: dict[str, Json]) -> list[str]:
+    """The compose services that run the broker-access entry point."""
+    return [
+        name
+        for name, service in services.items()
+        if code_of(service) is not None and command_of(service) == BROKER_ACCESS_COMMAND
+    ]
 
 
 def command_of(service: Json) -> list[str]:

@@ -8,14 +8,18 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from deliveryhub_kit.broker_access import ENVIRONMENT_VARIABLES, SERVICE_ROLES, AccessJob, BrokerUser
 from deliveryhub_kit.keys import main as make_keys
+from deliveryhub_kit.settings import ServiceSettings
 
 from .artifacts import (
     POSTGRES_INIT,
+    RABBITMQ_CONFIG,
     REPOSITORY,
     SERVICES,
     Json,
     ServiceCode,
+    broker_access_jobs,
     code_of,
     command_of,
     dependencies,
@@ -51,6 +55,7 @@ def test_docker_compose_accepts_the_file_and_it_has_every_part(compose: Json) ->
         "orders-migrate",
         "delivery-migrate",
         "web-migrate",
+        "broker-access",
         "orders",
         "delivery",
         "web",
@@ -117,6 +122,8 @@ def test_each_service_waits_for_its_migration_the_keys_and_its_servers(
         assert migrations, f"{name} does not wait for `python -m {code.package} migrate`"
         assert "postgres" in waits_for
         assert ("rabbitmq" in waits_for) == uses_broker(code), name
+        # Its broker user exists, with its rights, before it connects.
+        assert bool(set(broker_access_jobs(compose_services)) & set(waits_for)) == uses_broker(code), name
         keys_jobs = [
             target
             for target in waits_for
@@ -240,11 +247,82 @@ def test_urls_name_the_servers_their_credentials_and_the_init_scripts_databases(
         if "AMQP_URL" in environment:
             url = urlsplit(environment["AMQP_URL"])
             assert (url.hostname, url.port) == ("rabbitmq", 5672), name
-            assert (url.username, url.password) == (
-                rabbitmq["RABBITMQ_DEFAULT_USER"],
-                rabbitmq["RABBITMQ_DEFAULT_PASS"],
-            )
+            assert url.username != rabbitmq["RABBITMQ_DEFAULT_USER"], f"{name} connects as the administrator"
     assert len(set(databases.values())) == len(databases) == len(SERVICES), "one database per service"
+
+
+def test_each_service_connects_as_its_own_user_which_the_access_job_makes(
+    compose_services: dict[str, Json],
+) -> None:
+    (job_name,) = broker_access_jobs(compose_services)
+    job = compose_services[job_name]["environment"]
+    users: dict[str, str] = {}
+    for role in SERVICE_ROLES:
+        service = compose_services[role.service]
+        amqp_url = service["environment"]["AMQP_URL"]
+        # The very URL: the job makes this user, with this password, in this vhost.
+        assert job[role.amqp_url_variable] == amqp_url, (
+            f"{role.service} connects as a user the job does not make"
+        )
+        users[role.service] = BrokerUser.from_amqp_url(amqp_url).name
+        assert job_name in service["depends_on"], f"{role.service} may connect before its user exists"
+    assert len(set(users.values())) == len(users), f"the services share a broker user: {users}"
+    for name, (service, code) in workspace_services(compose_services).items():
+        if "AMQP_URL" in service.get("environment", {}):
+            assert code.name in users, f"{name} connects to RabbitMQ with a user of no service's"
+
+
+def test_the_access_job_runs_as_the_administrator_on_the_brokers_names(
+    compose_services: dict[str, Json],
+) -> None:
+    (job_name,) = broker_access_jobs(compose_services)
+    environment = {key: str(value) for key, value in compose_services[job_name]["environment"].items()}
+    rabbitmq = compose_services["rabbitmq"]
+    assert set(environment) <= set(ENVIRONMENT_VARIABLES), "a variable the entry point does not read"
+
+    job = AccessJob.from_environment(environment)
+
+    management = urlsplit(job.management_url)
+    # The management UI's port in the container: `HOST:PORT:CONTAINER_PORT/PROTOCOL`, or the long form.
+    listening = {
+        int(port["target"]) if isinstance(port, dict) else int(str(port).rsplit(":", 1)[-1].split("/")[0])
+        for port in rabbitmq["ports"]
+    }
+    assert management.hostname == "rabbitmq"
+    assert management.port in listening, "the job asks another port than the management UI's"
+    administrator = rabbitmq["environment"]
+    assert (job.admin_user, job.admin_password) == (
+        administrator["RABBITMQ_DEFAULT_USER"],
+        administrator["RABBITMQ_DEFAULT_PASS"],
+    )
+    # The job's rights must name what the services declare: the same prefixes.
+    for role in SERVICE_ROLES:
+        service = compose_services[role.service]["environment"]
+        assert environment.get("BROKER_PREFIX", "") == service.get("BROKER_PREFIX", ""), role.service
+    delivery = compose_services["delivery"]["environment"]
+    assert environment.get("LEGACY_QUEUE_PREFIX") == delivery.get("LEGACY_QUEUE_PREFIX")
+    assert {"rabbitmq", "delivery-migrate"} <= set(compose_services[job_name]["depends_on"])
+
+
+def test_rabbitmq_is_4_and_refuses_messages_over_2_mib(compose_services: dict[str, Json]) -> None:
+    rabbitmq = compose_services["rabbitmq"]
+    image, _, tag = str(rabbitmq["image"]).partition(":")
+    assert image == "rabbitmq"
+    assert tag.split("-")[0].split(".")[0] == "4", tag
+    mounted = [str(entry).split(":") for entry in rabbitmq["volumes"]]
+    config = [target for source, target, *_ in mounted if Path(source) == RABBITMQ_CONFIG]
+    assert len(config) == 1, "deploy/rabbitmq/rabbitmq.conf is not mounted"
+    target = PurePosixPath(config[0])
+    assert target.parent == PurePosixPath("/etc/rabbitmq/conf.d"), target
+    assert target.suffix == ".conf", "RabbitMQ reads only *.conf files from conf.d"
+    lines = [
+        line for line in RABBITMQ_CONFIG.read_text().splitlines() if line.strip() and line.strip()[0] != "#"
+    ]
+    settings = {key.strip(): value.strip() for key, _, value in (line.partition("=") for line in lines)}
+    limit = int(settings["max_message_size"])
+    assert limit == 2 * 1024 * 1024
+    # A message the consumers would park unread (over MAX_MESSAGE_BYTES) still reaches them.
+    assert limit > int(ServiceSettings.model_fields["max_message_bytes"].default)
 
 
 def test_the_console_calls_the_apis_at_their_container_ports(compose_services: dict[str, Json]) -> None:

@@ -10,12 +10,22 @@ from typing import Any
 import pytest
 import yaml
 
+from deliveryhub_kit.broker_access import (
+    ADMIN_PASSWORD_VARIABLE,
+    ENVIRONMENT_VARIABLES,
+    SERVICE_ROLES,
+    AccessJob,
+    BrokerUser,
+)
+
 from .artifacts import (
+    BROKER_ACCESS_COMMAND,
     DESIGN_PATHS,
     KUBERNETES,
     SAMPLE_ID,
     SERVICES,
     Json,
+    broker_access_jobs,
     code_of,
     command_of,
     environment_names,
@@ -68,12 +78,22 @@ def environment_of(container: Json) -> dict[str, str]:
     for variable in container.get("env", []):
         if "value" in variable:
             values[variable["name"]] = variable["value"]
+        elif "configMapKeyRef" in variable["valueFrom"]:
+            reference = variable["valueFrom"]["configMapKeyRef"]
+            values[variable["name"]] = config_maps[reference["name"]][reference["key"]]
         else:
             reference = variable["valueFrom"]["secretKeyRef"]
             key = (reference["name"], reference["key"])
             assert key in secrets, f"{variable['name']} comes from {key}, which the example secret lacks"
             values[variable["name"]] = secrets[key]
     return values
+
+
+def secret_of(container: Json, name: str) -> tuple[str, str]:
+    """The secret and key a variable of the container comes from."""
+    (variable,) = [variable for variable in container.get("env", []) if variable["name"] == name]
+    reference = variable["valueFrom"]["secretKeyRef"]
+    return reference["name"], reference["key"]
 
 
 def test_kubernetes_validate_accepts_every_manifest() -> None:
@@ -233,8 +253,12 @@ def test_the_migration_jobs_run_what_compose_runs(compose_services: dict[str, Js
         for service in compose_services.values()
         if (code := code_of(service)) is not None and "migrate" in command_of(service)
     }
-    jobs = [d for d in base_resources() if d["kind"] == "Job"]
+    jobs = [d for d in base_resources() if d["kind"] == "Job" and d["metadata"]["name"].endswith("-migrate")]
     assert {job["metadata"]["name"] for job in jobs} == {f"{name}-migrate" for name in SERVICES}
+    assert {d["metadata"]["name"] for d in base_resources() if d["kind"] == "Job"} == {
+        *(job["metadata"]["name"] for job in jobs),
+        "broker-access",
+    }
     for job in jobs:
         service = job["metadata"]["name"].removesuffix("-migrate")
         container = container_of(job)
@@ -245,3 +269,40 @@ def test_the_migration_jobs_run_what_compose_runs(compose_services: dict[str, Js
             environment_of(container)["DATABASE_URL"]
             == environment_of(container_of(one("Deployment", service)))["DATABASE_URL"]
         )
+
+
+def test_each_service_connects_as_its_own_user_which_the_access_job_makes(
+    compose_services: dict[str, Json],
+) -> None:
+    job = container_of(one("Job", "broker-access"))
+    (compose_job,) = broker_access_jobs(compose_services)
+    compose_code = code_of(compose_services[compose_job])
+    assert compose_code is not None
+    assert job["command"] == command_of(compose_services[compose_job]) == BROKER_ACCESS_COMMAND
+    assert job["image"] == container_of(one("Deployment", compose_code.name))["image"]
+
+    environment = environment_of(job)
+    assert set(environment) <= set(ENVIRONMENT_VARIABLES), "a variable the entry point does not read"
+    access = AccessJob.from_environment(environment)
+    # The administrator's password comes from a secret of its own, which no service reads.
+    admin_secret, _ = secret_of(job, ADMIN_PASSWORD_VARIABLE)
+    for name in SERVICES:
+        variables = container_of(one("Deployment", name)).get("env", [])
+        read = {variable.get("valueFrom", {}).get("secretKeyRef", {}).get("name") for variable in variables}
+        assert admin_secret not in read, f"{name} can read the broker administrator's password"
+
+    users: dict[str, str] = {}
+    for role in SERVICE_ROLES:
+        deployment = container_of(one("Deployment", role.service))
+        # The very secret key: the job makes the user, with the password, that the service connects as.
+        assert secret_of(job, role.amqp_url_variable) == secret_of(deployment, "AMQP_URL"), role.service
+        deployed = environment_of(deployment)
+        users[role.service] = BrokerUser.from_amqp_url(deployed["AMQP_URL"]).name
+        assert environment.get("BROKER_PREFIX", "") == deployed.get("BROKER_PREFIX", ""), role.service
+    assert len(set(users.values())) == len(users), f"the services share a broker user: {users}"
+    assert access.admin_user not in users.values()
+    delivery = environment_of(container_of(one("Deployment", "delivery")))
+    assert access.legacy_prefix == (delivery.get("LEGACY_QUEUE_PREFIX") or None)
+    for name in SERVICES:
+        if not uses_broker(SERVICES[name]):
+            assert "AMQP_URL" not in environment_of(container_of(one("Deployment", name))), name

@@ -7,11 +7,17 @@ container would find around it stood in for by this machine: the service host na
 services start in compose's order (a job must finish, a service must pass its health check before
 what depends on it starts), the gateway is nginx with compose's configuration, and at the end every
 process gets SIGTERM and must exit cleanly. The images themselves are not run: see test_images.py.
+
+The broker-access job needs RabbitMQ's management API. Where TEST_RABBITMQ_MANAGEMENT_URL names one
+(`scripts/rabbitmq4.sh run` does), the job runs against it as that URL's administrator, making the
+services' users under names of this run, and the services connect as those users. Without it, the
+job is left out and the services connect with the credentials of TEST_AMQP_URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -23,11 +29,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import pytest
 
+from deliveryhub_kit.broker_access import (
+    ADMIN_PASSWORD_VARIABLE,
+    ADMIN_USER_VARIABLE,
+    SERVICE_ROLES,
+    BrokerUser,
+    ManagementApi,
+)
 from deliveryhub_kit.migrations import drop_database, server_connection
 from deliveryhub_web.service import DEMO_ACCOUNTS
 from deliveryhub_web.settings import WebSettings
@@ -39,6 +52,7 @@ from .artifacts import (
     GATEWAY_CONFIG,
     POSTGRES_INIT,
     Json,
+    broker_access_jobs,
     code_of,
     command_of,
     healthcheck_of,
@@ -51,6 +65,12 @@ pytestmark = pytest.mark.e2e
 
 # What this machine provides in place of a container: its own servers.
 MACHINE_SERVERS = {"postgres", "rabbitmq"}
+# The test broker's management API, when it has one.
+MANAGEMENT_URL = os.environ.get("TEST_RABBITMQ_MANAGEMENT_URL") or None
+WITHOUT_MANAGEMENT_API = (
+    "not replayed: it needs RabbitMQ's management API, and TEST_RABBITMQ_MANAGEMENT_URL names none; "
+    "the services connect with the credentials of TEST_AMQP_URL"
+)
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 45.0
 STOP_TIMEOUT = 30.0
@@ -81,6 +101,22 @@ class Sandbox:
                 self.ports[name] = free_port()
 
     @property
+    def left_out(self) -> dict[str, str]:
+        """The jobs left out here, each with why."""
+        if MANAGEMENT_URL is not None:
+            return {}
+        return dict.fromkeys(broker_access_jobs(self.services), WITHOUT_MANAGEMENT_API)
+
+    def broker_user(self, name: str) -> str:
+        """A service's broker user under this run's name, so that runs never share one."""
+        return f"deploy-{self.run}-{name}"
+
+    def service_users(self) -> list[str]:
+        """The broker users the replayed access job makes, under this run's names."""
+        urls = [self.services[role.service]["environment"]["AMQP_URL"] for role in SERVICE_ROLES]
+        return [self.broker_user(BrokerUser.from_amqp_url(url).name) for url in urls]
+
+    @property
     def database_prefix(self) -> str:
         return f"dh_deploy_{self.run}_"
 
@@ -105,8 +141,17 @@ class Sandbox:
                 (url.scheme, server.netloc, "/" + self.database_prefix + url.path.lstrip("/"), "", "")
             )
         if host == "rabbitmq":
+            if url.scheme in ("http", "https"):
+                assert MANAGEMENT_URL is not None, f"{value}: the test broker has no management API"
+                management = urlsplit(MANAGEMENT_URL)
+                netloc = f"{management.hostname}:{management.port}"
+                return urlunsplit((management.scheme, netloc, url.path, url.query, ""))
             server = urlsplit(AMQP_URL)
-            return urlunsplit((url.scheme, server.netloc, url.path, url.query, ""))
+            if MANAGEMENT_URL is None or url.username is None:
+                return urlunsplit((url.scheme, server.netloc, url.path, url.query, ""))
+            # The user the replayed access job makes, under this run's name, with compose's password.
+            netloc = f"{self.broker_user(url.username)}:{url.password}@{server.hostname}:{server.port}"
+            return urlunsplit((url.scheme, netloc, url.path, url.query, ""))
         assert url.port == container_port(self.services[host]), f"{value}: {host} listens elsewhere"
         return urlunsplit((url.scheme, f"127.0.0.1:{self.ports[host]}", url.path, url.query, url.fragment))
 
@@ -126,6 +171,12 @@ class Sandbox:
     def environment(self, service: Json) -> dict[str, str]:
         given = {key: str(value) for key, value in service.get("environment", {}).items()}
         assert "BROKER_PREFIX" not in given, "the run's broker prefix would override compose's"
+        if ADMIN_USER_VARIABLE in given:
+            # The broker's administrator here is the one the management URL names.
+            assert MANAGEMENT_URL is not None
+            management = urlsplit(MANAGEMENT_URL)
+            given[ADMIN_USER_VARIABLE] = unquote(management.username or "")
+            given[ADMIN_PASSWORD_VARIABLE] = unquote(management.password or "")
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.root),
@@ -215,6 +266,8 @@ class Stack:
 
     def ready_to_start(self, name: str) -> bool:
         for target, condition in self.sandbox.services[name].get("depends_on", {}).items():
+            if target in self.sandbox.left_out:
+                continue
             wanted = (
                 self.finished if condition["condition"] == "service_completed_successfully" else self.healthy
             )
@@ -272,10 +325,11 @@ class Stack:
         waiting = [
             name
             for name, service in self.sandbox.services.items()
-            if code_of(service) is not None or name == "gateway"
+            if (code_of(service) is not None or name == "gateway") and name not in self.sandbox.left_out
         ]
         for name in waiting:
             outside = set(self.sandbox.services[name].get("depends_on", {})) - set(waiting) - MACHINE_SERVERS
+            outside -= set(self.sandbox.left_out)
             assert not outside, f"{name} waits for {outside}, which this test does not run"
         deadline = time.monotonic() + START_TIMEOUT
         while waiting or not set(self.processes) <= self.finished | self.healthy:
@@ -317,6 +371,15 @@ class Stack:
         return codes
 
 
+def management_api() -> ManagementApi:
+    """The test broker's management API, as the administrator its URL names."""
+    assert MANAGEMENT_URL is not None
+    management = urlsplit(MANAGEMENT_URL)
+    return ManagementApi(
+        MANAGEMENT_URL, unquote(management.username or ""), unquote(management.password or "")
+    )
+
+
 async def create_databases(sandbox: Sandbox) -> None:
     async with server_connection(POSTGRES_SERVER_URL + "/postgres") as connection:
         for statement in sandbox.database_statements():
@@ -343,6 +406,9 @@ def stack(compose_services: dict[str, Json], tmp_path_factory: pytest.TempPathFa
             prefix=sandbox.broker_prefix, legacy_prefix=f"{sandbox.broker_prefix}legacy_"
         )
         asyncio.run(delete_broker_names(namespace))
+        if MANAGEMENT_URL is not None:
+            for user in sandbox.service_users():
+                management_api().delete_user(user)
 
 
 @pytest.fixture(scope="module")
@@ -387,10 +453,32 @@ def test_jobs_finish_before_the_services_that_wait_for_them(stack: Stack) -> Non
     order = stack.started_order
     for name in order:
         for target in stack.sandbox.services[name].get("depends_on", {}):
-            if target not in MACHINE_SERVERS:
+            if target not in MACHINE_SERVERS and target not in stack.sandbox.left_out:
                 assert order.index(target) < order.index(name), f"{name} started before {target}"
-    assert {"keys", "orders-migrate", "delivery-migrate", "web-migrate"} <= stack.finished
+    jobs = {
+        "keys",
+        "orders-migrate",
+        "delivery-migrate",
+        "web-migrate",
+        *broker_access_jobs(stack.sandbox.services),
+    }
+    assert jobs - set(stack.sandbox.left_out) <= stack.finished
     assert {"orders", "delivery", "web", "gateway"} <= stack.healthy
+
+
+# The access job needs a management API: the RabbitMQ 4 run's broker has one.
+@pytest.mark.configured_broker
+def test_the_services_connect_as_the_users_the_access_job_made(stack: Stack, system: System) -> None:
+    assert not stack.sandbox.left_out, stack.sandbox.left_out
+    expected = set(stack.sandbox.service_users())
+
+    def connected_users() -> set[str] | None:
+        # The management API lists a connection once it has collected its statistics.
+        connections = json.loads(management_api().request("GET", "/api/connections"))
+        users = {str(connection["user"]) for connection in connections}
+        return users if expected <= users else None
+
+    eventually(connected_users, what=f"connections as {sorted(expected)}", timeout=30)
 
 
 def test_the_story_ends_delivered_through_the_gateway(system: System) -> None:

@@ -201,7 +201,12 @@ class RabbitBroker:
         self._publish_channel = None
 
     async def declare(self, topology: Topology) -> None:
-        await self._declare(topology)
+        try:
+            await self._declare(topology)
+        except aiormq.exceptions.ChannelAccessRefused as error:
+            raise BrokerError(f"the broker refused to declare the topology: {error}") from error
+        except (TimeoutError, ConnectionError, aiormq.exceptions.AMQPConnectionError) as error:
+            raise BrokerUnavailable(f"declaring the topology failed: {error!r}") from error
         self._topologies.append(topology)
 
     async def _declare(self, topology: Topology) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from deliveryhub_kit.broker import Broker, BrokerUnavailable, Topology
+from deliveryhub_kit.broker import Broker, BrokerError, BrokerUnavailable, Topology
 from deliveryhub_kit.consumer import InboxConsumer
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.inbox import InboxMessageMixin, InboxPruner
@@ -142,12 +142,16 @@ class ServiceRuntime:
                 await self.broker.connect()
                 for topology in self.wiring.topologies:
                     await self.broker.declare(topology)
-                break
             except BrokerUnavailable as error:
                 logger.warning("broker not reachable (%s); trying again in %.1fs", error, delay)
-                await self.broker.close()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            except BrokerError as error:
+                # Refused (a user without the rights it needs, say): an operator must act; keep trying.
+                logger.error("the broker refused this service (%s); trying again in %.1fs", error, delay)
+            else:
+                break
+            await self.broker.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
         else:
             return
         consumers = list(self.wiring.consumers(self))
