@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A RabbitMQ 4 server beside the machine's own, for the tests that must hold on both series.
 #
+#   scripts/rabbitmq4.sh prepare        makes its root file system (once; start does it too)
 #   scripts/rabbitmq4.sh start          prints the server's AMQP URL once it answers
 #   scripts/rabbitmq4.sh stop
 #   scripts/rabbitmq4.sh run CMD...     starts it, runs CMD with TEST_AMQP_URL (and
@@ -48,17 +49,22 @@ mirror() {
 }
 
 build() {
-  [ -x "$root/usr/sbin/rabbitmq-server" ] && return 0
-  if ! command -v debootstrap >/dev/null; then
-    echo "installing debootstrap" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
-  fi
-  echo "making a Debian $suite root file system with rabbitmq-server (once)" >&2
-  rm -rf "$root.partial"
   mkdir -p "$(dirname "$root")"
-  debootstrap --variant=minbase --include=rabbitmq-server "$suite" "$root.partial" "$(mirror)" \
-    >"$root.log" 2>&1 || { tail -20 "$root.log" >&2; exit 1; }
-  mv "$root.partial" "$root"
+  # One build at a time: `prepare` may be making it in the background while `start` waits here.
+  # (A subshell holds the lock, so that no server started later inherits it.)
+  (
+    flock 9
+    [ -x "$root/usr/sbin/rabbitmq-server" ] && exit 0
+    if ! command -v debootstrap >/dev/null; then
+      echo "installing debootstrap" >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    fi
+    echo "making a Debian $suite root file system with rabbitmq-server (once)" >&2
+    rm -rf "$root.partial"
+    debootstrap --variant=minbase --include=rabbitmq-server "$suite" "$root.partial" "$(mirror)" \
+      >"$root.log" 2>&1 || { tail -20 "$root.log" >&2; exit 1; }
+    mv "$root.partial" "$root"
+  ) 9>"$root.lock"
 }
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
@@ -124,10 +130,11 @@ run() {
 }
 
 case "${1:-}" in
+  prepare) build ;;
   start) start ;;
   stop) stop ;;
   run) shift; run "$@" ;;
   ctl) shift; as_rabbitmq "rabbitmqctl ${*@Q}" ;;
   version) chroot "$root" dpkg-query -W -f '${Version}\n' rabbitmq-server ;;
-  *) echo "usage: $0 start|stop|run CMD...|ctl ARGS...|version" >&2; exit 2 ;;
+  *) echo "usage: $0 prepare|start|stop|run CMD...|ctl ARGS...|version" >&2; exit 2 ;;
 esac

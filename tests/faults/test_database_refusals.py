@@ -40,8 +40,8 @@ from tests.support.postgres import PrivateServer
 
 pytestmark = pytest.mark.integration
 
-ORDERS = 30
-OUTAGE_SECONDS = 4.0
+ORDERS = 20
+OUTAGE_SECONDS = 3.0
 # Each message is handed out once, and back at most once per outage: "a handful" is two.
 MOST_RETURNS = 2
 
