@@ -77,7 +77,7 @@ async def test_database_cut_while_messages_are_consumed(
     ]
     scenario.converge_seconds = round(converge_seconds, 1)
     scenario.figure("API answer during the cut (s)", seen["api_answered_in"])
-    scenario.figure("messages returned to the queue during the cut", int(retried))
+    scenario.figure("messages held through the cut (applied once it mended)", int(retried))
     scenario.figure("dead letters during the cut", int(seen["parked_during_cut"]))
     scenario.figure("messages waiting in the queue at the mend", int(seen["waiting_at_mend"]))
     scenario.figure("writes answered 2xx (orders)", len(shop.answers))
