@@ -276,8 +276,10 @@ class RunningWeb:
     password_hash: str
     stack: AsyncExitStack
 
-    async def browser(self) -> Browser:
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=CONSOLE_URL)
+    async def browser(self, address: str = "127.0.0.1") -> Browser:
+        """A browser on the console, connecting from `address`."""
+        transport = httpx.ASGITransport(app=self.app, client=(address, 52000))
+        client = httpx.AsyncClient(transport=transport, base_url=CONSOLE_URL)
         return Browser(await self.stack.enter_async_context(client))
 
     async def add_user(
@@ -364,6 +366,9 @@ async def start_web(
             keys_dir=tmp_path / "keys",
             demo_accounts=demo_accounts,
             sign_in_attempts=SIGN_IN_ATTEMPTS,
+            # The slowest backstop these settings allow, to be reached in a test's time.
+            sign_in_account_attempts=SIGN_IN_ATTEMPTS * 3 + 1,
+            sign_in_account_window_seconds=180,
             database_pool_size=5,
             database_timeout_seconds=2.0,
         )

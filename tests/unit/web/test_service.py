@@ -9,10 +9,9 @@ import pytest
 from argon2 import PasswordHasher
 
 from deliveryhub_kit.identity import Principal, Role
-from deliveryhub_web import service as service_module
 from deliveryhub_web.errors import EmailTaken, InvalidRegistration, WrongCredentials
 from deliveryhub_web.models import User, WebSession
-from deliveryhub_web.service import DEMO_ACCOUNTS, AccountService, SignedInUser
+from deliveryhub_web.service import DEMO_ACCOUNTS, AccountService, Passwords, SignedInUser
 
 # Made-up passwords of test accounts.
 PASSWORD = "correct horse battery"  # noqa: S105
@@ -79,12 +78,10 @@ class FakeAccountRepository:
                 del self.sessions[token_hash]
 
 
-@pytest.fixture(autouse=True)
-def quick_password_hashing(monkeypatch: pytest.MonkeyPatch) -> PasswordHasher:
+@pytest.fixture
+def quick_password_hashing() -> PasswordHasher:
     """Argon2 with its cheapest parameters: its default cost is deliberate, and these tests are many."""
-    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(service_module, "_hasher", hasher)
-    return hasher
+    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 @pytest.fixture
@@ -98,8 +95,11 @@ def accounts() -> FakeAccountRepository:
 
 
 @pytest.fixture
-def service(accounts: FakeAccountRepository, clock: Clock) -> AccountService:
-    return AccountService(accounts, session_lifetime=LIFETIME, clock=clock)
+def service(
+    accounts: FakeAccountRepository, clock: Clock, quick_password_hashing: PasswordHasher
+) -> AccountService:
+    passwords = Passwords(hasher=quick_password_hashing)
+    return AccountService(accounts, session_lifetime=LIFETIME, passwords=passwords, clock=clock)
 
 
 async def signed_in(service: AccountService, email: str, password: str = PASSWORD) -> SignedInUser:

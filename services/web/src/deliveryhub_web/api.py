@@ -25,7 +25,7 @@ from deliveryhub_web.pages import (
     flash_redirect,
     require_role,
 )
-from deliveryhub_web.service import DEMO_ACCOUNTS, account_service
+from deliveryhub_web.service import DEMO_ACCOUNTS, MAX_EMAIL_LENGTH
 
 router = APIRouter(include_in_schema=False)
 
@@ -35,7 +35,7 @@ HOME_BY_ROLE = {Role.CUSTOMER: "/orders", Role.MANAGER: "/board", Role.COURIER: 
 
 
 def _accounts(session: AsyncSession, pages: Pages) -> Any:
-    return account_service(session, session_lifetime=pages.runtime.session_lifetime)
+    return pages.runtime.accounts(session)
 
 
 @router.get("/")
@@ -56,10 +56,14 @@ async def login_form(pages: PagesDep, user: UserDep, next: str = "/") -> Respons
 @router.post("/login")
 async def login(pages: PagesDep, session: SessionDep, form: Form) -> Response:
     email = form.text("email").strip().lower()
+    if len(email) > MAX_EMAIL_LENGTH:
+        # Not an e-mail address of anyone: refused before it is counted or looked up.
+        return pages.render(
+            "login.html", {"error": "That is not an e-mail address.", **_demo(pages)}, status_code=422
+        )
     client = _client_address(pages)
-    wait = pages.runtime.sign_in_limiter.attempt(f"email:{email}") or pages.runtime.address_limiter.attempt(
-        f"address:{client}"
-    )
+    guard = pages.runtime.sign_in_guard
+    wait = guard.before(email, client)
     if wait is not None:
         return pages.render(
             "login.html",
@@ -74,9 +78,11 @@ async def login(pages: PagesDep, session: SessionDep, form: Form) -> Response:
     try:
         _, token = await _accounts(session, pages).sign_in(email=email, password=form.text("password"))
     except DomainError as error:
+        guard.failed(email, client)
         return pages.render(
             "login.html", {"email": email, "error": _sentence(error.detail), **_demo(pages)}, status_code=401
         )
+    guard.succeeded(email, client)
     response = RedirectResponse(_safe_next(form.text("next")), status_code=303)
     pages.set_cookie(response, SESSION_COOKIE, token, max_age=pages.runtime.session_lifetime)
     return response
@@ -90,8 +96,7 @@ async def register_form(pages: PagesDep) -> Response:
 @router.post("/register")
 async def register(pages: PagesDep, session: SessionDep, form: Form) -> Response:
     values = {"email": form.text("email"), "name": form.text("name")}
-    # Each registration costs a password hash: a burst from one address is cut off like sign-ins.
-    if (wait := pages.runtime.address_limiter.attempt(f"register:{_client_address(pages)}")) is not None:
+    if (wait := pages.runtime.registration_limiter.attempt(_client_address(pages))) is not None:
         return pages.render(
             "register.html",
             {**values, "error": f"Too many attempts. Try again in {int(wait) + 1} seconds."},

@@ -25,7 +25,7 @@ from deliveryhub_kit.identity import Role
 from deliveryhub_web.clients import ApiError, Backends, ServiceDown
 from deliveryhub_web.runtime import WebRuntime
 from deliveryhub_web.security import Flash
-from deliveryhub_web.service import SignedInUser, account_service
+from deliveryhub_web.service import SignedInUser
 
 SESSION_COOKIE = "dh_session"
 VISITOR_COOKIE = "dh_visitor"
@@ -130,7 +130,7 @@ async def _signed_in_user(request: Request, session: SessionDep) -> SignedInUser
     if not token:
         return None
     runtime: WebRuntime = request.app.state.runtime
-    user = await account_service(session, session_lifetime=runtime.session_lifetime).signed_in_user(token)
+    user = await runtime.accounts(session).signed_in_user(token)
     request.state.user = user  # for error pages, rendered outside the route
     return user
 

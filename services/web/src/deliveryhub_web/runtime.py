@@ -6,6 +6,8 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from deliveryhub_kit.broker import Broker
 from deliveryhub_kit.consumer import InboxConsumer
 from deliveryhub_kit.db import Database
@@ -14,8 +16,8 @@ from deliveryhub_kit.migrations import head_revision
 from deliveryhub_kit.tokens import TokenIssuer
 from deliveryhub_web.__main__ import MIGRATIONS
 from deliveryhub_web.clients import Backends
-from deliveryhub_web.security import Csrf, FlashCodec, RateLimiter
-from deliveryhub_web.service import account_service
+from deliveryhub_web.security import Csrf, FlashCodec, RateLimiter, SignInGuard
+from deliveryhub_web.service import AccountService, Passwords, account_service
 from deliveryhub_web.settings import WebSettings
 
 logger = logging.getLogger(__name__)
@@ -37,16 +39,28 @@ class WebRuntime:
         self.metrics.watch_pool(self.database.engine)
         self.expected_revision: str | None = head_revision(MIGRATIONS)
         self.session_lifetime = timedelta(hours=settings.session_hours)
+        self.passwords = Passwords(settings.password_hash_concurrency)
         self._backends: Backends | None = None
         self.csrf: Csrf | None = None
         self.flash: FlashCodec | None = None
-        self.sign_in_limiter = RateLimiter(settings.sign_in_attempts, settings.sign_in_window_seconds)
-        # Per address, a burst of sign-ins across several e-mails is also cut off.
-        self.address_limiter = RateLimiter(settings.sign_in_attempts * 4, settings.sign_in_window_seconds)
+        self.sign_in_guard = SignInGuard(
+            settings.sign_in_attempts,
+            settings.sign_in_window_seconds,
+            account_attempts=settings.sign_in_account_attempts,
+            account_window_seconds=settings.sign_in_account_window_seconds,
+        )
+        # Each registration costs a password hash: a burst from one address is cut off like sign-ins.
+        self.registration_limiter = RateLimiter(
+            settings.sign_in_attempts * 4, settings.sign_in_window_seconds
+        )
 
     @property
     def broker(self) -> Broker | None:
         return None
+
+    def accounts(self, session: AsyncSession) -> AccountService:
+        """The account use cases over one transaction."""
+        return account_service(session, session_lifetime=self.session_lifetime, passwords=self.passwords)
 
     @property
     def consumers(self) -> Sequence[InboxConsumer]:
@@ -75,9 +89,7 @@ class WebRuntime:
         if self.settings.seeds_demo_accounts:
             try:
                 async with self.database.transaction() as session:
-                    created = await account_service(
-                        session, session_lifetime=self.session_lifetime
-                    ).seed_demo_accounts(self.settings.demo_password)
+                    created = await self.accounts(session).seed_demo_accounts(self.settings.demo_password)
                 if created:
                     logger.info("created %d demo accounts", created)
             except Exception as error:  # the console still serves; readiness reports the database

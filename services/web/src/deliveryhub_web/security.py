@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,37 +79,109 @@ class FlashCodec:
 
 
 class RateLimiter:
-    """At most `limit` attempts per key in any `window` seconds (a sliding window, in memory)."""
+    """At most `limit` events per key in any `window_seconds` (a sliding window, in memory).
+
+    Whatever a caller sends, the table stays small: a key is kept as a 16-byte digest of its text,
+    and past `max_keys` keys the one unused longest is forgotten first.
+    """
 
     def __init__(
-        self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int,
+        window_seconds: float,
+        *,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._limit = limit
         self._window = window_seconds
+        self._max_keys = max_keys
         self._clock = clock
-        self._attempts: dict[str, deque[float]] = {}
+        self._events: OrderedDict[bytes, deque[float]] = OrderedDict()
 
-    def attempt(self, *keys: str) -> float | None:
-        """Count an attempt under each key; seconds to wait if one is over its limit, else None."""
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def wait(self, key: str) -> float | None:
+        """Seconds until `key` may act again, or None if it may now; counts nothing."""
+        digest = _digest(key)
+        events = self._events.get(digest)
+        if events is None:
+            return None
+        # A key asked about is in use: the last to be forgotten (a refused caller stays refused).
+        self._events.move_to_end(digest)
         now = self._clock()
-        wait = 0.0
-        for key in keys:
-            attempts = self._attempts.setdefault(key, deque())
-            while attempts and attempts[0] <= now - self._window:
-                attempts.popleft()
-            if len(attempts) >= self._limit:
-                wait = max(wait, attempts[0] + self._window - now)
-        if wait > 0:
-            return wait
-        for key in keys:
-            self._attempts[key].append(now)
-        self._forget_idle(now)
-        return None
+        while events and events[0] <= now - self._window:
+            events.popleft()
+        if len(events) < self._limit:
+            return None
+        return max(events[0] + self._window - now, 0.001)
 
-    def _forget_idle(self, now: float) -> None:
-        if len(self._attempts) > 10_000:
-            idle = [
-                key for key, times in self._attempts.items() if not times or times[-1] <= now - self._window
-            ]
-            for key in idle:
-                del self._attempts[key]
+    def count(self, key: str) -> None:
+        """Count one event of `key`."""
+        digest = _digest(key)
+        events = self._events.get(digest)
+        if events is None:
+            events = self._events[digest] = deque(maxlen=self._limit)
+            while len(self._events) > self._max_keys:
+                self._events.popitem(last=False)
+        else:
+            self._events.move_to_end(digest)
+        events.append(self._clock())
+
+    def attempt(self, key: str) -> float | None:
+        """Count an attempt of `key` unless it is over its limit; the seconds to wait if it is."""
+        wait = self.wait(key)
+        if wait is None:
+            self.count(key)
+        return wait
+
+    def clear(self, key: str) -> None:
+        self._events.pop(_digest(key), None)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class SignInGuard:
+    """Who may try a password now.
+
+    The cheap limit comes first: every attempt from one address counts toward its own limit. Then
+    only failures count, per account and address (so that one address guessing at an account does
+    not lock its owner out elsewhere; a success there clears it) and per account from anywhere, a
+    slower backstop against guessing spread over many addresses.
+    """
+
+    def __init__(
+        self,
+        attempts: int,
+        window_seconds: float,
+        *,
+        account_attempts: int,
+        account_window_seconds: float,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.address = RateLimiter(attempts * 4, window_seconds, max_keys=max_keys, clock=clock)
+        self.account_at_address = RateLimiter(attempts, window_seconds, max_keys=max_keys, clock=clock)
+        self.account = RateLimiter(account_attempts, account_window_seconds, max_keys=max_keys, clock=clock)
+
+    def before(self, email: str, address: str) -> float | None:
+        """Count an attempt from `address`; the seconds to wait if it may not try now."""
+        return (
+            self.address.attempt(address)
+            or self.account_at_address.wait(f"{email}\x00{address}")
+            or self.account.wait(email)
+        )
+
+    def failed(self, email: str, address: str) -> None:
+        self.account_at_address.count(f"{email}\x00{address}")
+        self.account.count(email)
+
+    def succeeded(self, email: str, address: str) -> None:
+        self.account_at_address.clear(f"{email}\x00{address}")

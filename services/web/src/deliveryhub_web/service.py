@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import uuid
@@ -21,10 +22,45 @@ from deliveryhub_web.models import User, WebSession
 from deliveryhub_web.repository import SqlAccountRepository
 
 MIN_PASSWORD_LENGTH = 8
+# The longest an e-mail address can be (RFC 5321's path limit, less the angle brackets).
+MAX_EMAIL_LENGTH = 254
 
-# A hash to verify against when the e-mail is unknown, so that both answers take as long.
-_hasher = PasswordHasher()
-_ABSENT_USER_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+class Passwords:
+    """Hashing and checking passwords off the event loop, a few at a time.
+
+    argon2 spends tens of milliseconds of CPU on purpose: run in the event loop, every sign-in would
+    stall every other request of the process. Here it runs in a worker thread; and a use case that
+    checks or sets a password takes its `turn()` first, before it reads the account, so a flood of
+    sign-ins waits for a turn holding neither a thread nor a database connection.
+    """
+
+    def __init__(self, concurrency: int = 2, hasher: PasswordHasher | None = None) -> None:
+        self._hasher = hasher or PasswordHasher()
+        self._turns = asyncio.Semaphore(concurrency)
+        self._absent_user_hash: str | None = None
+
+    def turn(self) -> asyncio.Semaphore:
+        """`async with passwords.turn():` around the work of one sign-in or registration."""
+        return self._turns
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether `password` is the one hashed; with no hash (no such user) a dummy one is checked,
+        so that both answers take as long."""
+        if password_hash is None:
+            if self._absent_user_hash is None:
+                self._absent_user_hash = await self.hash(secrets.token_urlsafe(16))
+            password_hash = self._absent_user_hash
+        try:
+            return await asyncio.to_thread(self._hasher.verify, password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
 
 
 @dataclass(frozen=True)
@@ -98,10 +134,12 @@ class AccountService:
         accounts: AccountRepository,
         *,
         session_lifetime: timedelta = timedelta(hours=12),
+        passwords: Passwords | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._accounts = accounts
         self._session_lifetime = session_lifetime
+        self._passwords = passwords or Passwords()
         self._clock = clock
 
     async def register_customer(self, *, email: str, name: str, password: str) -> User:
@@ -110,36 +148,35 @@ class AccountService:
         # PostgreSQL stores no NUL character, so it is refused here like any other mistake.
         if "\x00" in email or "\x00" in name:
             raise InvalidRegistration("remove the NUL character from the e-mail address and the name")
-        if "@" not in email or len(email) > 254 or email.startswith("@") or email.endswith("@"):
+        if "@" not in email or len(email) > MAX_EMAIL_LENGTH or email.startswith("@") or email.endswith("@"):
             raise InvalidRegistration("enter an e-mail address such as name@example.com")
         if not name or len(name) > 200:
             raise InvalidRegistration("enter your name (at most 200 characters)")
         if len(password) < MIN_PASSWORD_LENGTH or len(password) > 1024:
             raise InvalidRegistration(f"choose a password of at least {MIN_PASSWORD_LENGTH} characters")
-        user = User(
-            id=uuid.uuid4(),
-            email=email,
-            name=name,
-            password_hash=_hasher.hash(password),
-            role=Role.CUSTOMER,
-            created_at=self._clock(),
-        )
-        if not await self._accounts.add_user(user):
-            raise EmailTaken("an account with this e-mail exists already; sign in instead")
+        async with self._passwords.turn():
+            user = User(
+                id=uuid.uuid4(),
+                email=email,
+                name=name,
+                password_hash=await self._passwords.hash(password),
+                role=Role.CUSTOMER,
+                created_at=self._clock(),
+            )
+            if not await self._accounts.add_user(user):
+                raise EmailTaken("an account with this e-mail exists already; sign in instead")
         return user
 
     async def sign_in(self, *, email: str, password: str) -> tuple[User, str]:
         """Check the password; the user and a new session token for the cookie."""
         email = normalize_email(email)
-        user = None if "\x00" in email else await self._accounts.user_by_email(email)
-        try:
-            _hasher.verify(user.password_hash if user else _ABSENT_USER_HASH, password)
-        except (VerificationError, InvalidHashError) as error:
-            raise WrongCredentials("the e-mail or the password is not right") from error
-        if user is None:
-            raise WrongCredentials("the e-mail or the password is not right")
-        if _hasher.check_needs_rehash(user.password_hash):
-            await self._accounts.set_password_hash(user, _hasher.hash(password))
+        async with self._passwords.turn():
+            user = None if "\x00" in email else await self._accounts.user_by_email(email)
+            right = await self._passwords.verify(user.password_hash if user else None, password)
+            if user is None or not right:
+                raise WrongCredentials("the e-mail or the password is not right")
+            if self._passwords.needs_rehash(user.password_hash):
+                await self._accounts.set_password_hash(user, await self._passwords.hash(password))
         token = secrets.token_urlsafe(32)
         now = self._clock()
         self._accounts.add_session(
@@ -173,11 +210,13 @@ class AccountService:
         """Create the demo accounts that are missing; how many were created."""
         created = 0
         for account in DEMO_ACCOUNTS:
+            async with self._passwords.turn():
+                password_hash = await self._passwords.hash(password)
             user = User(
                 id=account.deliveryman_id or uuid.uuid5(uuid.NAMESPACE_URL, account.email),
                 email=account.email,
                 name=account.name,
-                password_hash=_hasher.hash(password),
+                password_hash=password_hash,
                 role=account.role,
                 deliveryman_id=account.deliveryman_id,
                 created_at=self._clock(),
@@ -186,5 +225,8 @@ class AccountService:
         return created
 
 
-def account_service(session: AsyncSession, *, session_lifetime: timedelta) -> AccountService:
-    return AccountService(SqlAccountRepository(session), session_lifetime=session_lifetime)
+def account_service(
+    session: AsyncSession, *, session_lifetime: timedelta, passwords: Passwords
+) -> AccountService:
+    accounts = SqlAccountRepository(session)
+    return AccountService(accounts, session_lifetime=session_lifetime, passwords=passwords)

@@ -36,11 +36,28 @@ class WebSettings(ServiceSettings):
     # Browsers keep Secure cookies on http://localhost too; turn off only behind plain HTTP elsewhere.
     cookie_secure: bool = True
 
-    sign_in_attempts: int = Field(default=5, ge=1)
-    sign_in_window_seconds: float = Field(default=60.0, gt=0)
+    # Failed sign-ins to one account from one address (every attempt from one address counts 4×
+    # as many), per window; and, slower, failures to one account from anywhere.
+    sign_in_attempts: int = Field(default=5, ge=1, le=1000)
+    sign_in_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    sign_in_account_attempts: int = Field(default=150, ge=1, le=100_000)
+    sign_in_account_window_seconds: float = Field(default=900.0, gt=0, le=7 * 86_400)
+    # Passwords hashed or checked at once (each in a worker thread): the rest wait their turn.
+    password_hash_concurrency: int = Field(default=2, ge=1, le=64)
     demo_accounts: bool | None = None
     # The demo accounts are for trying the console; their password is public on purpose.
     demo_password: str = "delivery-hub-demo"  # noqa: S105
+
+    @model_validator(mode="after")
+    def _no_single_address_reaches_the_account_backstop(self) -> WebSettings:
+        # Else one address guessing at an account, within its own limit, locks the owner out everywhere.
+        windows = self.sign_in_account_window_seconds / self.sign_in_window_seconds
+        if self.sign_in_account_attempts <= self.sign_in_attempts * windows:
+            raise ValueError(
+                "SIGN_IN_ACCOUNT_ATTEMPTS must be more than one address may fail in "
+                "SIGN_IN_ACCOUNT_WINDOW_SECONDS (SIGN_IN_ATTEMPTS per SIGN_IN_WINDOW_SECONDS)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _secrets_are_given_outside_development(self) -> WebSettings:
