@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -76,6 +77,15 @@ class FakeAccountRepository:
         for token_hash, web_session in list(self.sessions.items()):
             if web_session.expires_at <= now:
                 del self.sessions[token_hash]
+
+    async def delete_users(self, ids: Sequence[uuid.UUID]) -> int:
+        gone = [email for email, user in self.users.items() if user.id in ids]
+        for email in gone:
+            del self.users[email]
+        for token_hash, web_session in list(self.sessions.items()):
+            if web_session.user_id in ids:
+                del self.sessions[token_hash]
+        return len(gone)
 
 
 @pytest.fixture

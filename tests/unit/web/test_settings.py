@@ -145,8 +145,18 @@ def test_development_seeds_the_demo_accounts_and_production_does_not(
     monkeypatch.setenv("JWT_PRIVATE_KEY", key_pair.private_pem)
     monkeypatch.setenv("SESSION_SECRET", LONG_SECRET)
     assert not WebSettings().seeds_demo_accounts
+
+
+def test_production_refuses_to_start_with_the_demo_accounts_on(
+    monkeypatch: pytest.MonkeyPatch, key_pair: KeyPair
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("JWT_PRIVATE_KEY", key_pair.private_pem)
+    monkeypatch.setenv("SESSION_SECRET", LONG_SECRET)
     monkeypatch.setenv("DEMO_ACCOUNTS", "true")
-    assert WebSettings().seeds_demo_accounts
+
+    with pytest.raises(ValidationError, match="DEMO_ACCOUNTS cannot be on in production.*create-manager"):
+        WebSettings()
 
 
 def test_the_console_defaults_to_its_own_database_port_and_the_apis_on_localhost() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, select
@@ -51,3 +53,9 @@ class SqlAccountRepository:
 
     async def delete_expired_sessions(self, now: datetime) -> None:
         await self._session.execute(delete(WebSession).where(WebSession.expires_at <= now))
+
+    async def delete_users(self, ids: Sequence[uuid.UUID]) -> int:
+        """Delete these users and their sessions; how many users there were."""
+        await self._session.execute(delete(WebSession).where(WebSession.user_id.in_(ids)))
+        result = await self._session.execute(delete(User).where(User.id.in_(ids)))
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -86,14 +86,19 @@ class WebRuntime:
             timeout_seconds=self.settings.api_timeout_seconds,
             issuer=issuer,
         )
-        if self.settings.seeds_demo_accounts:
-            try:
-                async with self.database.transaction() as session:
-                    created = await self.accounts(session).seed_demo_accounts(self.settings.demo_password)
-                if created:
-                    logger.info("created %d demo accounts", created)
-            except Exception as error:  # the console still serves; readiness reports the database
-                logger.warning("could not create the demo accounts now: %s", error)
+        # Seeded in development; gone (with their sessions) once they are turned off.
+        seeding = self.settings.seeds_demo_accounts
+        try:
+            async with self.database.transaction() as session:
+                accounts = self.accounts(session)
+                if seeding:
+                    changed = await accounts.seed_demo_accounts(self.settings.demo_password)
+                else:
+                    changed = await accounts.remove_demo_accounts()
+            if changed:
+                logger.info("%s %d demo accounts", "created" if seeding else "removed", changed)
+        except Exception as error:  # the console still serves; readiness reports the database
+            logger.warning("could not %s the demo accounts now: %s", "create" if seeding else "remove", error)
 
     async def stop(self) -> None:
         self.stopping = True

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -118,6 +118,7 @@ class AccountRepository(Protocol):
     async def session_by_token_hash(self, token_hash: str, now: datetime) -> WebSession | None: ...
     async def delete_session(self, token_hash: str) -> None: ...
     async def delete_expired_sessions(self, now: datetime) -> None: ...
+    async def delete_users(self, ids: Sequence[uuid.UUID]) -> int: ...
 
 
 def token_hash(token: str) -> str:
@@ -145,15 +146,7 @@ class AccountService:
     async def register_customer(self, *, email: str, name: str, password: str) -> User:
         email = normalize_email(email)
         name = name.strip()
-        # PostgreSQL stores no NUL character, so it is refused here like any other mistake.
-        if "\x00" in email or "\x00" in name:
-            raise InvalidRegistration("remove the NUL character from the e-mail address and the name")
-        if "@" not in email or len(email) > MAX_EMAIL_LENGTH or email.startswith("@") or email.endswith("@"):
-            raise InvalidRegistration("enter an e-mail address such as name@example.com")
-        if not name or len(name) > 200:
-            raise InvalidRegistration("enter your name (at most 200 characters)")
-        if len(password) < MIN_PASSWORD_LENGTH or len(password) > 1024:
-            raise InvalidRegistration(f"choose a password of at least {MIN_PASSWORD_LENGTH} characters")
+        _check_account(email, name, password)
         async with self._passwords.turn():
             user = User(
                 id=uuid.uuid4(),
@@ -206,6 +199,27 @@ class AccountService:
     async def sign_out(self, session_token: str) -> None:
         await self._accounts.delete_session(token_hash(session_token))
 
+    async def create_manager(self, *, email: str, name: str, password: str) -> User:
+        """A shop manager's account, as an operator creates the first one of a deployment."""
+        email = normalize_email(email)
+        _check_account(email, name.strip(), password)
+        async with self._passwords.turn():
+            user = User(
+                id=uuid.uuid4(),
+                email=email,
+                name=name.strip(),
+                password_hash=await self._passwords.hash(password),
+                role=Role.MANAGER,
+                created_at=self._clock(),
+            )
+            if not await self._accounts.add_user(user):
+                raise EmailTaken(f"an account with the e-mail {email} exists already")
+        return user
+
+    async def remove_demo_accounts(self) -> int:
+        """Delete the demo accounts (only the ones seeded, by their ids) and their sessions; how many."""
+        return await self._accounts.delete_users([_demo_id(account) for account in DEMO_ACCOUNTS])
+
     async def seed_demo_accounts(self, password: str) -> int:
         """Create the demo accounts that are missing; how many were created."""
         created = 0
@@ -213,7 +227,7 @@ class AccountService:
             async with self._passwords.turn():
                 password_hash = await self._passwords.hash(password)
             user = User(
-                id=account.deliveryman_id or uuid.uuid5(uuid.NAMESPACE_URL, account.email),
+                id=_demo_id(account),
                 email=account.email,
                 name=account.name,
                 password_hash=password_hash,
@@ -223,6 +237,25 @@ class AccountService:
             )
             created += await self._accounts.add_user(user)
         return created
+
+
+def _check_account(email: str, name: str, password: str) -> None:
+    """Refuse what no account may have, saying what to fix."""
+    # PostgreSQL stores no NUL character, so it is refused here like any other mistake.
+    if "\x00" in email or "\x00" in name:
+        raise InvalidRegistration("remove the NUL character from the e-mail address and the name")
+    if "@" not in email or len(email) > MAX_EMAIL_LENGTH or email.startswith("@") or email.endswith("@"):
+        raise InvalidRegistration("enter an e-mail address such as name@example.com")
+    if not name or len(name) > 200:
+        raise InvalidRegistration("enter your name (at most 200 characters)")
+    if len(password) < MIN_PASSWORD_LENGTH or len(password) > 1024:
+        raise InvalidRegistration(f"choose a password of at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def _demo_id(account: DemoAccount) -> uuid.UUID:
+    """A demo account's id: its courier's id, else one made from its e-mail (no registered account
+    has such an id, so removing the demo accounts removes nobody else)."""
+    return account.deliveryman_id or uuid.uuid5(uuid.NAMESPACE_URL, account.email)
 
 
 def account_service(

@@ -61,6 +61,11 @@ class WebSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _secrets_are_given_outside_development(self) -> WebSettings:
+        if self.environment == "production" and self.demo_accounts:
+            raise ValueError(
+                "DEMO_ACCOUNTS cannot be on in production: their password is public. Create the "
+                "first manager with `python -m deliveryhub_web create-manager EMAIL` instead"
+            )
         if self.environment == "production":
             if not (self.jwt_private_key or self.jwt_private_key_file):
                 raise ValueError("JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE is required in production")
