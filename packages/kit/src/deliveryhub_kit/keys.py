@@ -6,7 +6,9 @@ into volumes on first start: `python -m deliveryhub_kit.keys PRIVATE_DIR [PUBLIC
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -43,34 +45,51 @@ def generate_key_pair() -> KeyPair:
     return KeyPair(private_pem=private_pem, public_pem=public_pem)
 
 
+def private_directory(directory: Path) -> Path:
+    """`directory`, made if missing, readable by its owner alone (0700)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # a volume's mount point may belong to someone else
+        directory.chmod(0o700)
+    return directory
+
+
 def ensure_development_keys(directory: Path) -> KeyPair:
     """Load the key pair from `directory`, creating it once if it is not there."""
     private_path = directory / PRIVATE_KEY_FILE
     public_path = directory / PUBLIC_KEY_FILE
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     # A lock file, so that services starting together agree on one key pair.
     with (directory / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (private_path.exists() and public_path.exists()):
             pair = generate_key_pair()
-            private_path.write_text(pair.private_pem)
-            private_path.chmod(0o600)
-            public_path.write_text(pair.public_pem)
+            write_whole(private_path, pair.private_pem, 0o600)
+            write_whole(public_path, pair.public_pem, 0o644)
         return KeyPair(private_path.read_text(), public_path.read_text())
 
 
-def _write_whole(path: Path, text: str, mode: int) -> None:
-    """Write through a temporary file, so that a reader never sees half a key."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    temporary.chmod(mode)
-    temporary.replace(path)
+def write_whole(path: Path, text: str, mode: int) -> None:
+    """Write through a new temporary file, so that a reader never sees half a key; the file has
+    `mode` from its first byte (created so, not changed afterwards)."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def ensure_secret_file(path: Path) -> None:
-    """Write a random secret to `path` once; an existing one is kept."""
+    """Write a random secret to `path` once (owner-only, in an owner-only folder); an existing one
+    is kept."""
+    private_directory(path.parent)
     if not path.exists():
-        _write_whole(path, secrets.token_urlsafe(48), 0o600)
+        write_whole(path, secrets.token_urlsafe(48), 0o600)
 
 
 def ensure_keys(private_dir: Path, public_dir: Path | None = None) -> None:
@@ -79,7 +98,7 @@ def ensure_keys(private_dir: Path, public_dir: Path | None = None) -> None:
     ensure_secret_file(private_dir / SESSION_SECRET_FILE)
     if public_dir is not None:
         public_dir.mkdir(parents=True, exist_ok=True)
-        _write_whole(public_dir / PUBLIC_KEY_FILE, pair.public_pem, 0o644)
+        write_whole(public_dir / PUBLIC_KEY_FILE, pair.public_pem, 0o644)
 
 
 def main(arguments: Sequence[str] | None = None) -> None:

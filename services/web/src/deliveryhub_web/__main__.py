@@ -1,10 +1,10 @@
 """The console's operator commands.
 
-    python -m deliveryhub_web migrate
-        bring the console's database to the newest schema (DATABASE_URL)
-    python -m deliveryhub_web create-manager EMAIL [--name NAME] [--password-file FILE]
-        create a shop manager's account: the first one of a deployment, where no demo account
-        exists; prints a new password once, unless FILE holds the one to set
+python -m deliveryhub_web migrate
+    bring the console's database to the newest schema (DATABASE_URL)
+python -m deliveryhub_web create-manager EMAIL [--name NAME] [--password-file FILE]
+    create a shop manager's account: the first one of a deployment, where no demo account
+    exists; prints a new password once, unless FILE holds the one to set
 """
 
 from __future__ import annotations

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AliasChoices, Field, model_validator
 
-from deliveryhub_kit.keys import ensure_development_keys
+from deliveryhub_kit.keys import SESSION_SECRET_FILE, ensure_development_keys, ensure_secret_file
 from deliveryhub_kit.settings import DEFAULT_POSTGRES, ServiceSettings
 
-SESSION_SECRET_FILE = "session-secret"  # noqa: S105 (a file name)
 MINIMUM_SECRET_LENGTH = 32
 
 
@@ -110,8 +108,5 @@ class WebSettings(ServiceSettings):
         path = self.keys_dir / SESSION_SECRET_FILE
         if not path.exists():
             ensure_development_keys(self.keys_dir)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(secrets.token_urlsafe(48))
-            temporary.chmod(0o600)
-            temporary.replace(path)
+            ensure_secret_file(path)
         return path.read_text().strip()
