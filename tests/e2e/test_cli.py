@@ -66,3 +66,16 @@ def test_token_refuses_a_courier_without_a_deliveryman(tmp_path: object) -> None
     )
     assert result.returncode == 2
     assert "deliveryman-id" in result.stderr
+
+
+@pytest.mark.parametrize("hours", ["0", "-1", "169", "1e9", "nan", "inf", "twelve"])
+def test_token_refuses_a_lifetime_outside_a_week(tmp_path: object, hours: str) -> None:
+    result = subprocess.run(
+        [DELIVERYHUB, "token", "--role", "manager", "--hours", hours, "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 2
+    assert "--hours" in result.stderr
+    assert result.stdout == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 import uuid
 from datetime import timedelta
@@ -76,17 +77,20 @@ def test_an_expired_token_is_refused(issuer: TokenIssuer, verifier: TokenVerifie
         verifier.verify(token)
 
 
-def test_a_token_for_another_audience_is_refused(keys: KeyPair, issuer: TokenIssuer) -> None:
+def test_a_token_for_another_audience_is_refused_and_why_is_only_logged(
+    keys: KeyPair, issuer: TokenIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
     verifier = TokenVerifier(keys.public_pem, issuer=ISSUER, audience="another-api")
 
-    with pytest.raises(Unauthenticated, match=r"(?i)audience"):
+    with caplog.at_level(logging.INFO), pytest.raises(Unauthenticated, match=r"^the token is not valid$"):
         verifier.verify(issuer.issue(MANAGER))
+    assert "InvalidAudienceError" in caplog.text
 
 
 def test_a_token_from_another_issuer_is_refused(keys: KeyPair, verifier: TokenVerifier) -> None:
     foreign = TokenIssuer(keys.private_pem, issuer="someone-else", audience=AUDIENCE)
 
-    with pytest.raises(Unauthenticated, match="issuer"):
+    with pytest.raises(Unauthenticated, match=r"^the token is not valid$"):
         verifier.verify(foreign.issue(MANAGER))
 
 
@@ -144,7 +148,7 @@ def test_a_courier_token_without_a_deliveryman_id_is_refused(
 def test_a_token_missing_a_required_claim_is_refused(
     keys: KeyPair, verifier: TokenVerifier, missing: str
 ) -> None:
-    with pytest.raises(Unauthenticated, match=missing):
+    with pytest.raises(Unauthenticated, match=r"^the token is not valid$"):
         verifier.verify(signed(keys, **{missing: None}))
 
 

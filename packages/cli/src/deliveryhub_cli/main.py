@@ -24,6 +24,21 @@ DEFAULT_DATA_DIR = Path(".deliveryhub")
 DEFAULT_LEGACY_PREFIX = "laptev_"
 
 
+# A token cannot be taken back before it expires: the longest one this command signs is a week's.
+MAX_TOKEN_HOURS = 7 * 24.0
+
+
+def token_hours(text: str) -> float:
+    """A token's lifetime in hours, as argparse reads it: refused outside (0, MAX_TOKEN_HOURS]."""
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+    if not 0 < hours <= MAX_TOKEN_HOURS:
+        raise argparse.ArgumentTypeError(f"{text} is not more than 0 and at most {MAX_TOKEN_HOURS:g} hours")
+    return hours
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deliveryhub", description="Delivery Hub: orders and deliveries.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,7 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--role", choices=[role.value for role in Role], required=True)
     token.add_argument("--subject", type=uuid.UUID)
     token.add_argument("--deliveryman-id", type=uuid.UUID)
-    token.add_argument("--hours", type=float, default=12.0, help="lifetime (default: %(default)s)")
+    token.add_argument(
+        "--hours",
+        type=token_hours,
+        default=12.0,
+        help=f"lifetime, more than 0 and at most {MAX_TOKEN_HOURS:g} (default: %(default)s)",
+    )
     token.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
 
     dead = commands.add_parser("dead-letters", help="list, replay or purge dead letters")
