@@ -11,13 +11,14 @@ import shlex
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 from pydantic import AliasChoices
+from starlette import routing
 
 from deliveryhub_delivery.settings import DeliverySettings
 from deliveryhub_kit.settings import ServiceSettings
@@ -26,9 +27,13 @@ from deliveryhub_web.settings import WebSettings
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPOSITORY / "compose.yaml"
+# The development override: the console in development mode, with the demo accounts.
+COMPOSE_DEMO_FILE = REPOSITORY / "compose.demo.yaml"
 DOCKERIGNORE = REPOSITORY / ".dockerignore"
 GATEWAY_CONFIG = REPOSITORY / "deploy" / "gateway" / "nginx.conf"
 POSTGRES_INIT = REPOSITORY / "deploy" / "postgres" / "init-databases.sql"
+# What the postgres image runs: the statements above, with the passwords from the environment.
+POSTGRES_INIT_RUNNER = REPOSITORY / "deploy" / "postgres" / "init-databases.sh"
 RABBITMQ_CONFIG = REPOSITORY / "deploy" / "rabbitmq" / "rabbitmq.conf"
 KUBERNETES = REPOSITORY / "deploy" / "kubernetes"
 IMAGE_PREFIX = "deliveryhub/"
@@ -335,13 +340,15 @@ def docker_compose() -> str:
     return found
 
 
-def resolve_compose(empty_env_file: Path) -> Json:
-    """compose.yaml as `docker-compose config` validates and resolves it, with only its own defaults.
+def resolve_compose(env_file: Path, *overrides: Path) -> Json:
+    """compose.yaml (and any override files after it) as `docker-compose config` validates, merges
+    and resolves them, with only their own defaults and what `env_file` sets.
 
-    An empty env file stands in for a developer's `.env`, and no variable of ours is passed on.
+    The env file stands in for a developer's `.env`, and no variable of ours is passed on.
     """
+    files = [argument for path in (COMPOSE_FILE, *overrides) for argument in ("--file", str(path))]
     result = subprocess.run(
-        [docker_compose(), "--file", str(COMPOSE_FILE), "--env-file", str(empty_env_file), "config"],
+        [docker_compose(), *files, "--env-file", str(env_file), "config"],
         capture_output=True,
         text=True,
         check=False,
@@ -349,7 +356,8 @@ def resolve_compose(empty_env_file: Path) -> Json:
         env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")},
         timeout=60,
     )
-    assert result.returncode == 0, f"docker-compose config refused compose.yaml:\n{result.stderr}"
+    names = " + ".join(path.name for path in (COMPOSE_FILE, *overrides))
+    assert result.returncode == 0, f"docker-compose config refused {names}:\n{result.stderr}"
     loaded = yaml.safe_load(result.stdout)
     assert isinstance(loaded, dict)
     return loaded
@@ -446,6 +454,8 @@ class Location:
     exact: bool
     path: str
     upstream: str | None
+    # The location's own directives, comments removed.
+    body: str = ""
 
 
 def gateway_locations(text: str | None = None) -> list[Location]:
@@ -457,7 +467,8 @@ def gateway_locations(text: str | None = None) -> list[Location]:
     for modifier, path, body in re.findall(r"location\s+(=\s+)?(\S+)\s*\{([^}]*)\}", config):
         assert not path.startswith("~"), "the gateway's routes are prefixes and exact paths only"
         target = re.search(r"proxy_pass\s+\$(\w+)\s*;", body)
-        locations.append(Location(bool(modifier), path, upstreams[target.group(1)] if target else None))
+        upstream = upstreams[target.group(1)] if target else None
+        locations.append(Location(bool(modifier), path, upstream, body))
     return locations
 
 
@@ -477,3 +488,152 @@ def kubernetes_documents(path: Path) -> list[Json]:
 
 def kubernetes_manifests() -> list[Path]:
     return sorted(path for path in KUBERNETES.rglob("*.yaml") if path.name != "kustomization.yaml")
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    """A port a compose service publishes on the host: on which address, which port, to which."""
+
+    host_ip: str
+    published: int
+    target: int
+
+
+def published_ports(service: Json) -> list[PublishedPort]:
+    """The service's published ports; docker-compose writes `IP:PORT:TARGET/PROTOCOL` when an
+    address is given, else the long form without one (every address)."""
+    ports: list[PublishedPort] = []
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            ports.append(PublishedPort("0.0.0.0", int(entry["published"]), int(entry["target"])))
+            continue
+        host_ip, published, target = str(entry).split("/")[0].rsplit(":", 2)
+        ports.append(PublishedPort(host_ip, int(published), int(target)))
+    return ports
+
+
+def fixed_addresses(services: dict[str, Json]) -> dict[str, str]:
+    """The services with a fixed address on compose's network, and that address."""
+    return {
+        name: str(network["ipv4_address"])
+        for name, service in services.items()
+        for network in (service.get("networks") or {}).values()
+        if network and "ipv4_address" in network
+    }
+
+
+def local_gateway_config(folder: Path, port: int, upstream: Callable[[str], str]) -> Path:
+    """The gateway's configuration outside a container: listening on 127.0.0.1:`port`, proxying to
+    `upstream(url)` for each service URL it names, writing its files under `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = GATEWAY_CONFIG.read_text()
+    text = re.sub(r"http://[\w.-]+:\d+", lambda match: upstream(match.group(0)), text)
+    text = re.sub(r"listen\s+\d+\s*;", f"listen 127.0.0.1:{port};", text)
+    text = text.replace(" /tmp/", f" {folder}/")
+    config = folder / "nginx.conf"
+    config.write_text(text)
+    return config
+
+
+def _route_paths(routes: Iterable[Any]) -> Iterator[str]:
+    for entry in routes:
+        if hasattr(entry, "original_router"):
+            yield from _route_paths(entry.original_router.routes)
+        elif isinstance(entry, routing.Route):
+            yield entry.path
+
+
+def public_paths(code: ServiceCode) -> set[str]:
+    """What the service is for: the routes of its `api.py` and the files it mounts (the console's
+    /static), as the gateway and the Ingress must pass them."""
+    router = importlib.import_module(f"{code.package}.api").router
+    app = importlib.import_module(f"{code.package}.app").create_app(code.settings())
+    mounted = {entry.path for entry in app.routes if isinstance(entry, routing.Mount)}
+    return set(_route_paths(router.routes)) | mounted
+
+
+def operator_paths(code: ServiceCode) -> set[str]:
+    """The routes every service also serves for its operators and developers (health, metrics, the
+    OpenAPI pages), which stay inside the network."""
+    app = importlib.import_module(f"{code.package}.app").create_app(code.settings())
+    return set(_route_paths(app.routes)) - public_paths(code)
+
+
+@dataclass(frozen=True)
+class DatabaseRole:
+    """A login role the init script makes, the database it owns and the psql variable of its password."""
+
+    name: str
+    database: str
+    password_variable: str
+
+
+_CREATE_ROLE = re.compile(r"CREATE ROLE (\w+) ((?:\w+ )*)PASSWORD :'(\w+)'")
+_CREATE_DATABASE = re.compile(r"CREATE DATABASE (\w+) OWNER (\w+)")
+_REVOKE = re.compile(r"REVOKE ([\w, ]+) ON DATABASE (\w+) FROM PUBLIC")
+_PSQL_VARIABLE = re.compile(r":'(\w+)'")
+
+
+@dataclass(frozen=True)
+class PostgresInit:
+    """deploy/postgres/init-databases.sql read statement by statement, and the runner that feeds it."""
+
+    statements: tuple[str, ...]
+    roles: dict[str, DatabaseRole]
+    # The databases that PUBLIC (every role) may no longer connect to.
+    closed: frozenset[str]
+    # Each psql variable and the environment variable the runner gives it.
+    variables: dict[str, str]
+    # Where the runner reads the statements from, inside the container.
+    script_path: PurePosixPath
+
+    @classmethod
+    def read(cls) -> PostgresInit:
+        text = re.sub(r"--[^\n]*", "", POSTGRES_INIT.read_text())
+        statements = tuple(" ".join(part.split()) for part in text.split(";") if part.strip())
+        role_options: dict[str, tuple[str, str]] = {}
+        owners: dict[str, str] = {}
+        closed: set[str] = set()
+        for statement in statements:
+            if role := _CREATE_ROLE.fullmatch(statement):
+                role_options[role.group(1)] = (role.group(2), role.group(3))
+            elif database := _CREATE_DATABASE.fullmatch(statement):
+                owners[database.group(1)] = database.group(2)
+            elif (revoke := _REVOKE.fullmatch(statement)) and "CONNECT" in revoke.group(1):
+                closed.add(revoke.group(2))
+            else:
+                raise AssertionError(f"the init script has a statement these tests do not read: {statement}")
+        roles: dict[str, DatabaseRole] = {}
+        for name, (options, variable) in role_options.items():
+            assert set(options.split()) >= {"LOGIN", "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE"}, (
+                f"{name} is not a plain login role: {options}"
+            )
+            owned = [database for database, owner in owners.items() if owner == name]
+            assert len(owned) == 1, f"{name} owns {owned}, not one database"
+            roles[name] = DatabaseRole(name, owned[0], variable)
+        assert set(owners.values()) <= set(roles), "a database is owned by a role the script does not make"
+
+        runner = POSTGRES_INIT_RUNNER.read_text()
+        variables = dict(re.findall(r"-v (\w+)=\"\$\{(\w+)", runner))
+        (script_path,) = re.findall(r"--file (\S+)", runner)
+        return cls(statements, roles, frozenset(closed), variables, PurePosixPath(script_path))
+
+    def role_of(self, database: str) -> DatabaseRole:
+        (role,) = [role for role in self.roles.values() if role.database == database]
+        return role
+
+    def renamed(self, prefix: str) -> str:
+        """The script on names of one run: `prefix` before every role and database it names."""
+        names = {name for role in self.roles.values() for name in (role.name, role.database)}
+        pattern = re.compile(r"\b(" + "|".join(sorted(names)) + r")\b")
+        text = re.sub(r"--[^\n]*", "", POSTGRES_INIT.read_text())
+        return pattern.sub(lambda match: f'"{prefix}{match.group(1)}"', text)
+
+    def renamed_statements(self, prefix: str, passwords: dict[str, str]) -> list[str]:
+        """The statements on names of one run, each psql variable replaced by its value (`passwords`
+        by psql variable), as psql would send them."""
+        statements = [part.strip() for part in self.renamed(prefix).split(";") if part.strip()]
+        return [
+            _PSQL_VARIABLE.sub(lambda match: "'" + passwords[match.group(1)].replace("'", "''") + "'", s)
+            for s in statements
+        ]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -25,6 +29,7 @@ from .artifacts import (
     SAMPLE_ID,
     SERVICES,
     Json,
+    PostgresInit,
     broker_access_jobs,
     code_of,
     command_of,
@@ -32,7 +37,9 @@ from .artifacts import (
     gateway_locations,
     kubernetes_documents,
     kubernetes_manifests,
+    operator_paths,
     parse_dockerfile,
+    public_paths,
     route,
     unread_variables,
     uses_broker,
@@ -219,32 +226,59 @@ def test_the_environment_is_what_the_settings_read_and_files_are_mounted(
     code.settings()
 
 
-def test_the_ingress_routes_like_the_gateway() -> None:
+def ingress_route(request_path: str) -> str | None:
+    """The `service:port` the Ingress sends a path to, or None: the controller's own 404."""
     ingress = one("Ingress", "deliveryhub")
     (rule,) = ingress["spec"]["rules"]
     paths: list[dict[str, Any]] = rule["http"]["paths"]
+    assert "defaultBackend" not in ingress["spec"], "a default backend would take every other path"
     ports = {name: parse_dockerfile(code.dockerfile).port for name, code in SERVICES.items()}
 
-    def ingress_route(request_path: str) -> str:
-        # Prefix matching is by whole path elements; the longest match wins.
-        matching = [
-            p
-            for p in paths
-            if p["pathType"] == "Prefix"
-            and (
-                p["path"] == "/"
-                or request_path == p["path"]
-                or request_path.startswith(p["path"].rstrip("/") + "/")
-            )
-        ]
-        chosen = max(matching, key=lambda p: len(p["path"]))
-        backend = chosen["backend"]["service"]
-        assert backend["port"] == {"name": "http"}
-        return f"{backend['name']}:{ports[backend['name']]}"
+    def matches(entry: dict[str, Any]) -> bool:
+        path = str(entry["path"])
+        if entry["pathType"] == "Exact":
+            return request_path == path
+        assert entry["pathType"] == "Prefix", entry
+        # Prefix matching is by whole path elements.
+        return path == "/" or request_path == path or request_path.startswith(path.rstrip("/") + "/")
 
+    matching = [entry for entry in paths if matches(entry)]
+    if not matching:
+        return None
+    # An exact match wins, then the longest prefix.
+    chosen = max(matching, key=lambda entry: (entry["pathType"] == "Exact", len(entry["path"])))
+    backend = chosen["backend"]["service"]
+    assert backend["port"] == {"name": "http"}
+    return f"{backend['name']}:{ports[backend['name']]}"
+
+
+def test_the_ingress_routes_like_the_gateway() -> None:
     for path in DESIGN_PATHS:
         concrete = path.replace("{id}", SAMPLE_ID)
         assert ingress_route(concrete) == route(gateway_locations(), concrete).upstream, path
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_the_ingress_passes_each_services_routes_and_none_of_its_operators_paths(service: str) -> None:
+    code = SERVICES[service]
+    address = f"{service}:{parse_dockerfile(code.dockerfile).port}"
+    for path in public_paths(code):
+        concrete = re.sub(r"\{\w+\}", SAMPLE_ID, path)
+        assert ingress_route(concrete) == address, path
+    for path in operator_paths(code):
+        assert ingress_route(path) is None, f"the Ingress sends {service}'s {path} to {ingress_route(path)}"
+
+
+def test_the_services_believe_forwarded_headers_only_from_the_ingress_controller() -> None:
+    for name in SERVICES:
+        environment = environment_of(container_of(one("Deployment", name)))
+        trusted = environment.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+        assert trusted.strip() != "*", f"{name} believes any caller's X-Forwarded-For"
+        for entry in trusted.split(","):
+            ipaddress.ip_network(entry.strip())
+    assert "FORWARDED_ALLOW_IPS" in environment_of(container_of(one("Deployment", "web"))), (
+        "the console counts sign-ins per visitor: it must hear the visitor's address from the controller"
+    )
 
 
 def test_the_migration_jobs_run_what_compose_runs(compose_services: dict[str, Json]) -> None:
@@ -306,3 +340,203 @@ def test_each_service_connects_as_its_own_user_which_the_access_job_makes(
     for name in SERVICES:
         if not uses_broker(SERVICES[name]):
             assert "AMQP_URL" not in environment_of(container_of(one("Deployment", name))), name
+
+
+PRODUCTION = KUBERNETES / "overlays" / "production"
+# Where ingress-nginx runs by default; the policies name it (see network-policies.yaml).
+INGRESS_CONTROLLER_NAMESPACE = "ingress-nginx"
+CLUSTER_DNS = ("kube-system", {"k8s-app": "kube-dns"})
+# An address outside the cluster: where the managed PostgreSQL and RabbitMQ are.
+OUTSIDE = "192.0.2.10"
+
+
+@pytest.fixture(scope="module")
+def production() -> list[Json]:
+    """The production overlay as `kubectl apply -k` would send it."""
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(PRODUCTION)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One end of a connection: a pod (its namespace and labels) or an address outside the cluster."""
+
+    namespace: str = ""
+    label_pairs: frozenset[tuple[str, str]] = frozenset()
+    address: str | None = None
+
+    @classmethod
+    def pod(cls, namespace: str, labels: dict[str, str]) -> Peer:
+        return cls(namespace, frozenset(labels.items()))
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.label_pairs)
+
+
+def selects(selector: Json, labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"these tests read matchLabels only: {selector}"
+    matched: dict[str, str] = selector.get("matchLabels") or {}
+    return matched.items() <= labels.items()
+
+
+def peer_matches(rule_peer: Json, peer: Peer, namespace: str) -> bool:
+    if "ipBlock" in rule_peer:
+        if peer.address is None:
+            return False
+        block = rule_peer["ipBlock"]
+        address = ipaddress.ip_address(peer.address)
+        return address in ipaddress.ip_network(block["cidr"]) and not any(
+            address in ipaddress.ip_network(excepted) for excepted in block.get("except", [])
+        )
+    if peer.address is not None:
+        return False
+    if "namespaceSelector" in rule_peer:
+        in_namespace = selects(
+            rule_peer["namespaceSelector"], {"kubernetes.io/metadata.name": peer.namespace}
+        )
+    else:
+        in_namespace = peer.namespace == namespace
+    return in_namespace and selects(rule_peer.get("podSelector", {}), peer.labels)
+
+
+def allowed(
+    documents: list[Json], direction: str, pod: Peer, other: Peer, port: int, protocol: str = "TCP"
+) -> bool:
+    """Whether the NetworkPolicies let `pod` receive from (Ingress) or send to (Egress) `other` on a port."""
+    rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    selecting = [
+        policy
+        for policy in documents
+        if policy["kind"] == "NetworkPolicy"
+        and policy["metadata"]["namespace"] == pod.namespace
+        and selects(policy["spec"]["podSelector"], pod.labels)
+        and direction in policy["spec"]["policyTypes"]
+    ]
+    for policy in selecting:
+        for rule in policy["spec"].get(rules_key, []):
+            peers = rule.get(peers_key)
+            ports = rule.get("ports")
+            if peers and not any(peer_matches(peer, other, pod.namespace) for peer in peers):
+                continue
+            if ports and not any(
+                entry.get("port", port) == port and entry.get("protocol", "TCP") == protocol
+                for entry in ports
+            ):
+                continue
+            return True
+    # A pod no policy isolates takes and sends anything.
+    return not selecting
+
+
+def pod_of(documents: list[Json], kind: str, name: str) -> Peer:
+    (workload,) = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name]
+    return Peer.pod(workload["metadata"]["namespace"], workload["spec"]["template"]["metadata"]["labels"])
+
+
+def port_of(url: str) -> int:
+    parts = urlsplit(url)
+    assert parts.port, f"{url} names no port"
+    return parts.port
+
+
+def test_the_production_manifests_are_valid(production: list[Json], tmp_path: Path) -> None:
+    rendered = tmp_path / "production.yaml"
+    rendered.write_text(yaml.safe_dump_all(production))
+    result = subprocess.run(
+        [str(KUBERNETES_VALIDATE), "--strict", "--quiet", str(rendered)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_apis_take_traffic_only_from_the_ingress_controller_and_the_console(
+    production: list[Json],
+) -> None:
+    controller = Peer.pod(INGRESS_CONTROLLER_NAMESPACE, {"app.kubernetes.io/name": "ingress-nginx"})
+    stranger = Peer.pod("elsewhere", {"app": "anything"})
+    web = pod_of(production, "Deployment", "web")
+    for name in ("orders", "delivery"):
+        api = pod_of(production, "Deployment", name)
+        port = parse_dockerfile(SERVICES[name].dockerfile).port
+        assert allowed(production, "Ingress", api, controller, port), name
+        assert allowed(production, "Ingress", api, web, port), f"the console cannot call {name}"
+        other_api = pod_of(production, "Deployment", "delivery" if name == "orders" else "orders")
+        for refused in (other_api, stranger, Peer(address=OUTSIDE)):
+            assert not allowed(production, "Ingress", api, refused, port), (
+                f"{name} takes traffic from {refused}"
+            )
+        assert not allowed(production, "Ingress", api, controller, port + 1000), f"{name} opens other ports"
+
+    port = parse_dockerfile(SERVICES["web"].dockerfile).port
+    assert allowed(production, "Ingress", web, controller, port)
+    for refused in (pod_of(production, "Deployment", "orders"), stranger, Peer(address=OUTSIDE)):
+        assert not allowed(production, "Ingress", web, refused, port), (
+            f"the console takes traffic from {refused}"
+        )
+
+
+def test_each_workload_reaches_only_what_it_needs(production: list[Json]) -> None:
+    secrets = example_secret_values()
+    database = port_of(secrets[("deliveryhub-secrets", "ORDERS_DATABASE_URL")])
+    broker = port_of(secrets[("deliveryhub-secrets", "ORDERS_AMQP_URL")])
+    config_maps = {d["metadata"]["name"]: d["data"] for d in production if d["kind"] == "ConfigMap"}
+    management = port_of(config_maps["broker-access-config"]["RABBITMQ_MANAGEMENT_URL"])
+    outside = Peer(address=OUTSIDE)
+    dns = Peer.pod(*CLUSTER_DNS)
+    orders, delivery, web = (pod_of(production, "Deployment", name) for name in ("orders", "delivery", "web"))
+    api_ports = {
+        api: port_of(config_maps["web-config"][f"{name.upper()}_URL"])
+        for api, name in ((orders, "orders"), (delivery, "delivery"))
+    }
+
+    workloads = {
+        **{name: pod_of(production, "Deployment", name) for name in SERVICES},
+        **{
+            job["metadata"]["name"]: pod_of(production, "Job", job["metadata"]["name"])
+            for job in production
+            if job["kind"] == "Job"
+        },
+    }
+    # What each may open; everything else is refused.
+    needs: dict[str, set[tuple[Peer, int]]] = {name: set() for name in workloads}
+    for name in ("orders", "delivery"):
+        needs[name] = {(outside, database), (outside, broker)}
+    needs["web"] = {(outside, database), *((api, port) for api, port in api_ports.items())}
+    for name in ("orders-migrate", "delivery-migrate", "web-migrate"):
+        needs[name] = {(outside, database)}
+    needs["broker-access"] = {(outside, management)}
+
+    candidates = {
+        (outside, database),
+        (outside, broker),
+        (outside, management),
+        (outside, 443),
+        (web, parse_dockerfile(SERVICES["web"].dockerfile).port),
+        *((api, port) for api, port in api_ports.items()),
+    }
+    for name, pod in workloads.items():
+        assert allowed(production, "Egress", pod, dns, 53, "UDP"), f"{name} cannot resolve names"
+        assert allowed(production, "Egress", pod, dns, 53, "TCP"), f"{name} cannot resolve long answers"
+        for target, port in candidates:
+            expected = (target, port) in needs[name]
+            assert allowed(production, "Egress", pod, target, port) == expected, (
+                f"{name} {'cannot' if expected else 'can'} reach {target} on {port}"
+            )
+
+
+def test_each_service_connects_to_its_database_as_the_role_that_owns_it() -> None:
+    init = PostgresInit.read()
+    roles: dict[str, str] = {}
+    for name in SERVICES:
+        url = urlsplit(environment_of(container_of(one("Deployment", name)))["DATABASE_URL"])
+        owner = init.role_of(url.path.lstrip("/"))
+        assert url.username == owner.name, f"{name} connects as {url.username}, not as its database's owner"
+        roles[name] = owner.name
+    assert len(set(roles.values())) == len(SERVICES), f"the services share a role: {roles}"

@@ -3,10 +3,11 @@
 compose.yaml's commands (or the images' CMD) and environments are taken as they are, with what a
 container would find around it stood in for by this machine: the service host names become
 127.0.0.1, each container port a free local port, PostgreSQL and RabbitMQ this machine's servers
-(under database names and a broker prefix of this run), each named volume a folder. The jobs and
-services start in compose's order (a job must finish, a service must pass its health check before
-what depends on it starts), the gateway is nginx with compose's configuration, and at the end every
-process gets SIGTERM and must exit cleanly. The images themselves are not run: see test_images.py.
+(the init script's roles and databases and a broker prefix under names of this run), each named
+volume a folder, the gateway's fixed address 127.0.0.1. The jobs and services start in compose's
+order (a job must finish, a service must pass its health check before what depends on it starts),
+the gateway is nginx with compose's configuration, and at the end every process gets SIGTERM and
+must exit cleanly. The images themselves are not run: see test_images.py.
 
 The broker-access job needs RabbitMQ's management API. Where TEST_RABBITMQ_MANAGEMENT_URL names one
 (`scripts/rabbitmq4.sh run` does), the job runs against it as that URL's administrator, making the
@@ -20,6 +21,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -49,14 +51,15 @@ from ..conftest import AMQP_URL, POSTGRES_SERVER_URL, BrokerNamespace, delete_br
 from ..e2e import test_story as story
 from ..e2e.conftest import System, eventually, free_port
 from .artifacts import (
-    GATEWAY_CONFIG,
-    POSTGRES_INIT,
     Json,
+    PostgresInit,
     broker_access_jobs,
     code_of,
     command_of,
+    fixed_addresses,
     healthcheck_of,
     is_one_shot,
+    local_gateway_config,
     named_mounts,
     parse_dockerfile,
 )
@@ -136,10 +139,12 @@ class Sandbox:
         if host not in self.services:
             return value
         if host == "postgres":
+            # The service's own role, under this run's name, with compose's password.
             server = urlsplit(POSTGRES_SERVER_URL)
-            return urlunsplit(
-                (url.scheme, server.netloc, "/" + self.database_prefix + url.path.lstrip("/"), "", "")
+            netloc = (
+                f"{self.database_prefix}{url.username}:{url.password}@{server.hostname}:{server.port or 5432}"
             )
+            return urlunsplit((url.scheme, netloc, "/" + self.database_prefix + url.path.lstrip("/"), "", ""))
         if host == "rabbitmq":
             if url.scheme in ("http", "https"):
                 assert MANAGEMENT_URL is not None, f"{value}: the test broker has no management API"
@@ -165,8 +170,18 @@ class Sandbox:
                 return str(self.volume(mount.volume) / inside.relative_to(mount.target))
         return value
 
+    def address(self, value: str) -> str:
+        """A fixed address on compose's network (the gateway's): here, every process is on 127.0.0.1."""
+        entries = [entry.strip() for entry in value.split(",")]
+        fixed = set(fixed_addresses(self.services).values())
+        if not fixed & set(entries):
+            return value
+        return ",".join("127.0.0.1" if entry in fixed else entry for entry in entries)
+
     def value(self, value: str, service: Json) -> str:
-        return self.url(value) if "://" in value else self.path(value, service)
+        if "://" in value:
+            return self.url(value)
+        return self.path(value, service) if value.startswith("/") else self.address(value)
 
     def environment(self, service: Json) -> dict[str, str]:
         given = {key: str(value) for key, value in service.get("environment", {}).items()}
@@ -217,35 +232,21 @@ class Sandbox:
 
     def gateway_config(self) -> Path:
         """compose's gateway configuration on this run's ports, writing under this run's folder."""
-        folder = self.root / "gateway"
-        folder.mkdir(exist_ok=True)
-        text = GATEWAY_CONFIG.read_text()
-        text = re.sub(r"http://[\w.-]+:\d+", lambda match: self.url(match.group(0)), text)
-        text = re.sub(r"listen\s+\d+\s*;", f"listen 127.0.0.1:{self.ports['gateway']};", text)
-        text = text.replace(" /tmp/", f" {folder}/")
-        config = folder / "nginx.conf"
-        config.write_text(text)
-        return config
+        return local_gateway_config(self.root / "gateway", self.ports["gateway"], self.url)
 
     def database_statements(self) -> list[str]:
-        """The init script's statements on this run's database names."""
-        statements = [s.strip() for s in POSTGRES_INIT.read_text().split(";")]
-        statements = [re.sub(r"^(--[^\n]*\n)*", "", s).strip() for s in statements]
-        renamed = [
-            re.sub(
-                r"^CREATE DATABASE (\w+)$",
-                lambda m: f'CREATE DATABASE "{self.database_prefix}{m.group(1)}"',
-                s,
-            )
-            for s in statements
-            if s
-        ]
-        assert renamed, "the init script creates no database"
-        assert all(s.startswith('CREATE DATABASE "') for s in renamed), renamed
-        return renamed
+        """The init script's statements on this run's role and database names, with the passwords
+        the runner would give them from the postgres service's environment."""
+        init = PostgresInit.read()
+        environment = self.services["postgres"]["environment"]
+        passwords = {variable: str(environment[name]) for variable, name in init.variables.items()}
+        return init.renamed_statements(self.database_prefix, passwords)
 
     def databases(self) -> list[str]:
-        return [re.findall(r'"(.+)"', statement)[0] for statement in self.database_statements()]
+        return [self.database_prefix + role.database for role in PostgresInit.read().roles.values()]
+
+    def roles(self) -> list[str]:
+        return [self.database_prefix + role.name for role in PostgresInit.read().roles.values()]
 
 
 class Stack:
@@ -389,6 +390,9 @@ async def create_databases(sandbox: Sandbox) -> None:
 async def remove_databases(sandbox: Sandbox) -> None:
     for database in sandbox.databases():
         await drop_database(f"{POSTGRES_SERVER_URL}/{database}")
+    async with server_connection(POSTGRES_SERVER_URL + "/postgres") as connection:
+        for role in sandbox.roles():
+            await connection.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 @pytest.fixture(scope="module")
@@ -485,30 +489,104 @@ def test_the_story_ends_delivered_through_the_gateway(system: System) -> None:
     story.test_the_whole_story_ends_delivered(system)
 
 
-def test_a_demo_account_signs_in_to_the_console_through_the_gateway(gateway: str) -> None:
-    customer = next(account for account in DEMO_ACCOUNTS if account.role.value == "customer")
-    form = httpx.get(f"{gateway}/login", timeout=10)
-    assert form.status_code == 200, form.text
-    visitor = form.cookies.get("dh_visitor")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert visitor
-    assert csrf
+@dataclass(frozen=True)
+class SignInForm:
+    """The console's sign-in form as a visitor got it: its cookie and its CSRF token."""
 
-    # Secure cookies are kept by hand: a client sends them only over HTTPS, a browser also to localhost.
-    signed_in = httpx.post(
-        f"{gateway}/login",
-        data={"email": customer.email, "password": DEMO_PASSWORD, "csrf_token": csrf.group(1), "next": "/"},
-        headers={"Cookie": f"dh_visitor={visitor}"},
-        timeout=10,
+    gateway: str
+    visitor: str
+    csrf_token: str
+
+    @classmethod
+    def opened(cls, gateway: str) -> SignInForm:
+        form = httpx.get(f"{gateway}/login", timeout=10)
+        assert form.status_code == 200, form.text
+        visitor = form.cookies.get("dh_visitor")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert visitor
+        assert csrf
+        return cls(gateway, visitor, csrf.group(1))
+
+    def submit(self, email: str, password: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        # Secure cookies are kept by hand: a client sends them only over HTTPS, a browser also to localhost.
+        return httpx.post(
+            f"{self.gateway}/login",
+            data={"email": email, "password": password, "csrf_token": self.csrf_token, "next": "/"},
+            headers={"Cookie": f"dh_visitor={self.visitor}", **(headers or {})},
+            timeout=10,
+        )
+
+
+@dataclass(frozen=True)
+class Manager:
+    email: str
+    password: str
+
+
+@pytest.fixture(scope="module")
+def manager(stack: Stack) -> Manager:
+    """The shop's manager, made by the operator's command in the console's container:
+    `docker compose exec web python -m deliveryhub_web create-manager EMAIL --password-file FILE`."""
+    password_file = stack.sandbox.root / "manager-password"
+    password_file.write_text(secrets.token_urlsafe(24) + "\n")
+    password_file.chmod(0o600)
+    email = f"manager-{stack.sandbox.run}@shop.example"
+    argv = ["python", "-m", "deliveryhub_web", "create-manager", email, "--password-file", str(password_file)]
+    result = subprocess.run(
+        stack.sandbox.command("web", argv),
+        env=stack.sandbox.environment(stack.sandbox.services["web"]),
+        cwd=stack.sandbox.root / "work" / "web",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
+    assert result.returncode == 0, (
+        f"create-manager failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+    )
+    assert password_file.read_text().strip() not in result.stdout + result.stderr, "the password was printed"
+    return Manager(email, password_file.read_text().strip())
+
+
+def test_the_manager_the_operator_made_signs_in_through_the_gateway(gateway: str, manager: Manager) -> None:
+    signed_in = SignInForm.opened(gateway).submit(manager.email, manager.password)
     assert signed_in.status_code == 303, signed_in.text
     session = signed_in.cookies.get("dh_session")
     assert session
 
-    # The page lists the customer's orders from the orders API, called with a token the console signed.
-    page = httpx.get(f"{gateway}/orders", headers={"Cookie": f"dh_session={session}"}, timeout=10)
-    assert page.status_code == 200, page.text
-    assert 'class="banner"' not in page.text, "the console could not reach the orders API"
+    # The board lists the deliveries from the delivery API, called with a token the console signed.
+    board = httpx.get(f"{gateway}/board", headers={"Cookie": f"dh_session={session}"}, timeout=10)
+    assert board.status_code == 200, board.text
+    assert 'class="banner"' not in board.text, "the console could not reach the delivery API"
+
+
+def test_no_demo_account_signs_in_to_the_production_console(gateway: str) -> None:
+    form = SignInForm.opened(gateway)
+    assert DEMO_PASSWORD not in httpx.get(f"{gateway}/login", timeout=10).text, "the sign-in page shows it"
+    for account in DEMO_ACCOUNTS:
+        refused = form.submit(account.email, DEMO_PASSWORD)
+        assert refused.status_code == 401, f"{account.email} signed in with the demo password"
+
+
+def test_a_forged_x_forwarded_for_does_not_escape_the_sign_in_limit(gateway: str) -> None:
+    """Each attempt claims another address and another account; the gateway names the visitor itself,
+    and the console counts them all against the one address they come from. It spends that
+    address's sign-ins for a while: no later test signs in."""
+    form = SignInForm.opened(gateway)
+    statuses: list[int] = []
+    for attempt in range(30):
+        answer = form.submit(
+            f"nobody-{attempt}@shop.example",
+            "not-the-password",
+            headers={"X-Forwarded-For": f"203.0.113.{attempt + 1}", "X-Real-IP": f"203.0.113.{attempt + 1}"},
+        )
+        statuses.append(answer.status_code)
+        if answer.status_code == 429:
+            # The console's own limit, not the gateway's.
+            assert "Too many sign-in attempts" in answer.text, answer.text
+    refused = statuses.index(429) if 429 in statuses else len(statuses)
+    assert 0 < refused < len(statuses), f"30 forged addresses were counted as 30 visitors: {statuses}"
+    assert statuses == [401] * refused + [429] * (len(statuses) - refused), statuses
 
 
 def test_every_process_stops_cleanly_on_sigterm(stack: Stack) -> None:
