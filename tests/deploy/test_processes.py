@@ -501,7 +501,7 @@ class SignInForm:
     def opened(cls, gateway: str) -> SignInForm:
         form = httpx.get(f"{gateway}/login", timeout=10)
         assert form.status_code == 200, form.text
-        visitor = form.cookies.get("dh_visitor")
+        visitor = form.cookies.get("__Host-dh_visitor")
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
         assert visitor
         assert csrf
@@ -512,7 +512,7 @@ class SignInForm:
         return httpx.post(
             f"{self.gateway}/login",
             data={"email": email, "password": password, "csrf_token": self.csrf_token, "next": "/"},
-            headers={"Cookie": f"dh_visitor={self.visitor}", **(headers or {})},
+            headers={"Cookie": f"__Host-dh_visitor={self.visitor}", **(headers or {})},
             timeout=10,
         )
 
@@ -551,11 +551,11 @@ def manager(stack: Stack) -> Manager:
 def test_the_manager_the_operator_made_signs_in_through_the_gateway(gateway: str, manager: Manager) -> None:
     signed_in = SignInForm.opened(gateway).submit(manager.email, manager.password)
     assert signed_in.status_code == 303, signed_in.text
-    session = signed_in.cookies.get("dh_session")
+    session = signed_in.cookies.get("__Host-dh_session")
     assert session
 
     # The board lists the deliveries from the delivery API, called with a token the console signed.
-    board = httpx.get(f"{gateway}/board", headers={"Cookie": f"dh_session={session}"}, timeout=10)
+    board = httpx.get(f"{gateway}/board", headers={"Cookie": f"__Host-dh_session={session}"}, timeout=10)
     assert board.status_code == 200, board.text
     assert 'class="banner"' not in board.text, "the console could not reach the delivery API"
 

@@ -33,7 +33,7 @@ from deliveryhub_web import runtime as web_runtime
 from deliveryhub_web.app import create_app
 from deliveryhub_web.clients import Api, Backends
 from deliveryhub_web.models import User, WebSession
-from deliveryhub_web.pages import SESSION_COOKIE
+from deliveryhub_web.pages import SESSION_COOKIE, cookie_name
 from deliveryhub_web.repository import SqlAccountRepository
 from deliveryhub_web.settings import WebSettings
 
@@ -49,6 +49,8 @@ CONSOLE_URL = "https://testserver"  # https, so that the browser keeps and sends
 SESSION_SECRET = "a-session-secret-of-the-tests-long-enough"  # noqa: S105 (made up for the tests)
 PASSWORD = "a-password-of-a-test-account"  # noqa: S105
 SIGN_IN_ATTEMPTS = 3
+# The session cookie's name as the console sets it here: Secure, so `__Host-` prefixed.
+SESSION_COOKIE_NAME = cookie_name(SESSION_COOKIE, secure=True)
 
 LAPTEV = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
 ZUEV = uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed")
@@ -261,7 +263,7 @@ class Browser:
 
     @property
     def session_cookie(self) -> str | None:
-        return self.client.cookies.get(SESSION_COOKIE)
+        return self.client.cookies.get(SESSION_COOKIE_NAME)
 
 
 @dataclass
@@ -335,6 +337,7 @@ class StartWeb(Protocol):
         database_url: str | None = ...,
         delivery_transport: httpx.AsyncBaseTransport | None = ...,
         demo_accounts: bool = ...,
+        cookie_secure: bool = ...,
     ) -> RunningWeb: ...
 
 
@@ -355,6 +358,7 @@ async def start_web(
         database_url: str | None = None,
         delivery_transport: httpx.AsyncBaseTransport | None = None,
         demo_accounts: bool = False,
+        cookie_secure: bool = True,
     ) -> RunningWeb:
         settings = WebSettings(
             environment="test",
@@ -365,6 +369,7 @@ async def start_web(
             session_secret=SESSION_SECRET,
             keys_dir=tmp_path / "keys",
             demo_accounts=demo_accounts,
+            cookie_secure=cookie_secure,
             sign_in_attempts=SIGN_IN_ATTEMPTS,
             # The slowest backstop these settings allow, to be reached in a test's time.
             sign_in_account_attempts=SIGN_IN_ATTEMPTS * 3 + 1,

@@ -12,10 +12,10 @@ from sqlalchemy import update
 from deliveryhub_kit.db import utcnow
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_web.models import WebSession
-from deliveryhub_web.pages import SESSION_COOKIE
 from tests.integration.web.conftest import (
     LAPTEV,
     PASSWORD,
+    SESSION_COOKIE_NAME,
     SIGN_IN_ATTEMPTS,
     Browser,
     RunningWeb,
@@ -65,7 +65,7 @@ async def test_signing_in_keeps_the_session_in_a_guarded_cookie_and_opens_the_ro
     response = await browser.sign_in(user.email)
 
     assert response.status_code == 303
-    cookie = cookie_set_by(response, SESSION_COOKIE)
+    cookie = cookie_set_by(response, SESSION_COOKIE_NAME)
     assert cookie is not None
     assert cookie.value
     assert cookie["httponly"]
@@ -98,7 +98,7 @@ async def test_a_wrong_password_is_refused_with_401_and_a_plain_message(web: Run
     assert response.status_code == 401
     assert WRONG_CREDENTIALS in text_of(response.text)
     assert f'value="{user.email}"' in response.text  # the e-mail stays filled in
-    assert cookie_set_by(response, SESSION_COOKIE) is None
+    assert cookie_set_by(response, SESSION_COOKIE_NAME) is None
     assert await browser.where_home_is() == "/login"
     assert await web.session_count() == 0
 
@@ -127,7 +127,7 @@ async def test_after_a_burst_of_attempts_the_next_is_refused_with_429_and_when_t
     retry_after = int(response.headers["Retry-After"])
     assert 1 <= retry_after <= web.settings.sign_in_window_seconds + 1
     assert f"Too many sign-in attempts. Try again in {retry_after} seconds." in text_of(response.text)
-    assert cookie_set_by(response, SESSION_COOKIE) is None
+    assert cookie_set_by(response, SESSION_COOKIE_NAME) is None
     assert await browser.where_home_is() == "/login"
 
 
@@ -163,7 +163,7 @@ async def test_registering_creates_a_customer_who_is_signed_in_at_once(web: Runn
 
     assert response.status_code == 303
     assert response.headers["location"] == "/orders"
-    assert cookie_set_by(response, SESSION_COOKIE) is not None
+    assert cookie_set_by(response, SESSION_COOKIE_NAME) is not None
     page = await browser.visit("/orders")
     assert page.status_code == 200
     assert "Анна Новикова" in text_of(page.text)
@@ -181,7 +181,7 @@ async def test_registering_an_e_mail_again_says_the_account_exists(web: RunningW
 
     assert response.status_code == 409
     assert "An account with this e-mail exists already; sign in instead." in text_of(response.text)
-    assert cookie_set_by(response, SESSION_COOKIE) is None
+    assert cookie_set_by(response, SESSION_COOKIE_NAME) is None
     assert await web.emails() == ["anna@example.com"]
     user = await web.user("anna@example.com")
     assert user is not None
@@ -236,7 +236,7 @@ async def test_signing_out_ends_the_session_even_for_a_copy_of_the_cookie(web: R
     assert response.headers["location"] == "/login"
     assert await browser.where_home_is() == "/login"
     copy = await web.browser()
-    copy.client.cookies.set(SESSION_COOKIE, old_cookie)
+    copy.client.cookies.set(SESSION_COOKIE_NAME, old_cookie)
     page = await copy.get("/orders")
     assert page.status_code == 303
     assert page.headers["location"] == "/login?next=/orders"

@@ -155,7 +155,7 @@ def test_production_refuses_to_start_with_the_demo_accounts_on(
     monkeypatch.setenv("SESSION_SECRET", LONG_SECRET)
     monkeypatch.setenv("DEMO_ACCOUNTS", "true")
 
-    with pytest.raises(ValidationError, match="DEMO_ACCOUNTS cannot be on in production.*create-manager"):
+    with pytest.raises(ValidationError, match=r"DEMO_ACCOUNTS cannot be on in production.*create-manager"):
         WebSettings()
 
 

@@ -123,11 +123,11 @@ async def register(pages: PagesDep, session: SessionDep, form: Form) -> Response
 
 @router.post("/logout")
 async def logout(pages: PagesDep, session: SessionDep, form: Form) -> Response:
-    token = pages.request.cookies.get(SESSION_COOKIE)
+    token = pages.cookie(SESSION_COOKIE)
     if token:
         await _accounts(session, pages).sign_out(token)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    pages.delete_cookie(response, SESSION_COOKIE)
     return response
 
 

@@ -30,6 +30,25 @@ from deliveryhub_web.service import SignedInUser
 SESSION_COOKIE = "dh_session"
 VISITOR_COOKIE = "dh_visitor"
 FLASH_COOKIE = "dh_flash"
+
+
+def cookie_name(name: str, secure: bool) -> str:
+    """A cookie's name as the console sets it: a Secure one is `__Host-` prefixed, so that a
+    browser keeps it only when this very host set it over HTTPS for every path (no subdomain and
+    no plain-HTTP page can plant one)."""
+    return f"__Host-{name}" if secure else name
+
+
+def forget_cookie(response: Response, name: str, *, secure: bool) -> None:
+    """Tell the browser to drop the cookie (a `__Host-` one is dropped only with the same attributes)."""
+    response.delete_cookie(cookie_name(name, secure), path="/", secure=secure, httponly=True)
+
+
+def _cookie(request: Request, name: str) -> str | None:
+    runtime: WebRuntime = request.app.state.runtime
+    return request.cookies.get(cookie_name(name, runtime.settings.cookie_secure))
+
+
 CSRF_FIELD = "csrf_token"
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -87,7 +106,7 @@ class Pages:
         headers: dict[str, str] | None = None,
     ) -> HTMLResponse:
         assert self.runtime.flash is not None
-        flash = self.runtime.flash.decode(self.request.cookies.get(FLASH_COOKIE))
+        flash = self.runtime.flash.decode(_cookie(self.request, FLASH_COOKIE))
         response = TEMPLATES.TemplateResponse(
             self.request,
             template,
@@ -103,30 +122,37 @@ class Pages:
             headers=headers,
         )
         if flash is not None and not template.startswith("_"):
-            response.delete_cookie(FLASH_COOKIE, path="/")
+            self.delete_cookie(response, FLASH_COOKIE)
         return response
 
     def set_cookie(
         self, response: Response, name: str, value: str, *, max_age: timedelta | None = None
     ) -> None:
+        secure = self.runtime.settings.cookie_secure
         response.set_cookie(
-            name,
+            cookie_name(name, secure),
             value,
             max_age=int(max_age.total_seconds()) if max_age else None,
             path="/",
-            secure=self.runtime.settings.cookie_secure,
+            secure=secure,
             httponly=True,
             samesite="lax",
         )
 
+    def delete_cookie(self, response: Response, name: str) -> None:
+        forget_cookie(response, name, secure=self.runtime.settings.cookie_secure)
+
+    def cookie(self, name: str) -> str | None:
+        return _cookie(self.request, name)
+
 
 def csrf_binding(request: Request) -> str:
     """What a CSRF token is bound to: the session, or before sign-in the visitor cookie."""
-    return request.cookies.get(SESSION_COOKIE) or request.state.visitor
+    return _cookie(request, SESSION_COOKIE) or request.state.visitor
 
 
 async def _signed_in_user(request: Request, session: SessionDep) -> SignedInUser | None:
-    token = request.cookies.get(SESSION_COOKIE)
+    token = _cookie(request, SESSION_COOKIE)
     if not token:
         return None
     runtime: WebRuntime = request.app.state.runtime
@@ -208,18 +234,23 @@ class VisitorCookie:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        visitor = request.cookies.get(VISITOR_COOKIE)
+        name = cookie_name(VISITOR_COOKIE, self.secure)
+        visitor = request.cookies.get(name)
         fresh = visitor is None or len(visitor) > 100
         if fresh:
             visitor = secrets.token_urlsafe(24)
         scope.setdefault("state", {})["visitor"] = visitor
+        # Over HTTPS (here, or at a proxy the console believes), browsers are told to keep to it.
+        https = scope.get("scheme") == "https"
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.extend(SECURITY_HEADERS)
+                if https:
+                    headers.append(STRICT_TRANSPORT_SECURITY)
                 if fresh:
-                    cookie = f"{VISITOR_COOKIE}={visitor}; Path=/; HttpOnly; SameSite=Lax"
+                    cookie = f"{name}={visitor}; Path=/; HttpOnly; SameSite=Lax"
                     headers.append((b"set-cookie", (cookie + ("; Secure" if self.secure else "")).encode()))
                 message["headers"] = headers
             await send(message)
@@ -227,6 +258,8 @@ class VisitorCookie:
         await self.app(scope, receive, send_with_cookie)
 
 
+# A year; only ever sent over HTTPS, where a browser heeds it.
+STRICT_TRANSPORT_SECURITY = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
@@ -290,7 +323,7 @@ def install_page_errors(app: FastAPI) -> None:
         if error.status == 401:
             response = RedirectResponse("/login", status_code=303)
             # Else /login sends the still signed-in browser straight back here, in an endless loop.
-            response.delete_cookie(SESSION_COOKIE, path="/")
+            forget_cookie(response, SESSION_COOKIE, secure=request.app.state.runtime.settings.cookie_secure)
             return response
         return page(
             request, error.status, "Not found" if error.status == 404 else "Not possible", error.message
