@@ -566,6 +566,10 @@ def log_file(options: BenchOptions, name: str) -> Path:
     return folder / f"{name}.log"
 
 
+# The bench measures the services, not their rate limits: it turns those off.
+UNLIMITED = {"RATE_LIMIT_PER_ADDRESS": "0", "RATE_LIMIT_PER_SUBJECT": "0"}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -694,6 +698,7 @@ async def consumer_drain(options: BenchOptions, scratch: Scratch, progress: Prog
         "LEGACY_QUEUE_PREFIX": "",
         "KEYS_DIR": str((options.data_dir / "keys").resolve()),
         "LOG_LEVEL": "WARNING",
+        **UNLIMITED,
     }
     spawned = time.monotonic()
     stack.start(delivery, env, options.host, port, log=log_file(options, "drain-delivery"))
@@ -856,6 +861,7 @@ def started_system(options: BenchOptions, token: str) -> Iterator[dict[str, int]
                 "LEGACY_QUEUE_PREFIX": "",
                 "KEYS_DIR": str(keys_dir),
                 "LOG_LEVEL": "WARNING",
+                **UNLIMITED,
                 "ORDERS_URL": options.orders_url,
                 "DELIVERY_URL": options.delivery_url,
             }

@@ -17,6 +17,7 @@ from deliveryhub_kit.health import router as health_router
 from deliveryhub_kit.http_errors import error_response, install_error_handlers
 from deliveryhub_kit.logs import RequestLog, configure_logging
 from deliveryhub_kit.metrics import Metrics
+from deliveryhub_kit.rates import AddressRate, RequestRate
 from deliveryhub_kit.runtime import Runtime
 from deliveryhub_kit.tokens import TokenVerifier
 from deliveryhub_kit.tracing import configure_tracing
@@ -123,6 +124,9 @@ def build_app(
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    burst = settings.rate_limit_burst_seconds
+    app.state.subject_rate = RequestRate(settings.rate_limit_per_subject, burst_seconds=burst)
+    app.add_middleware(AddressRate, rate=RequestRate(settings.rate_limit_per_address, burst_seconds=burst))
     # Outermost: every request gets its server span and its correlation id before anything else.
     app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
     app.add_middleware(RequestLog)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.errors import Unauthenticated
 from deliveryhub_kit.identity import Principal, Role, require_role
+from deliveryhub_kit.rates import RequestRate, too_many_requests
 from deliveryhub_kit.tokens import TokenVerifier
 
 
@@ -41,7 +42,12 @@ async def _current_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send a bearer token in the Authorization header")
     verifier: TokenVerifier = request.app.state.token_verifier
-    return verifier.verify(credentials.credentials)
+    principal = verifier.verify(credentials.credentials)
+    # Per caller, wherever it calls from (the address limit is checked before routing).
+    rate: RequestRate = request.app.state.subject_rate
+    if (wait := rate.take(str(principal.subject))) is not None:
+        raise too_many_requests("you", wait)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]

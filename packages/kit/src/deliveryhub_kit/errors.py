@@ -37,3 +37,13 @@ class Unauthenticated(DomainError):
 
 class Unavailable(DomainError):
     code = "unavailable"
+
+
+class TooManyRequests(DomainError):
+    """The caller is over its rate; it may try again after `retry_after_seconds`."""
+
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, retry_after_seconds: int) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds

@@ -18,6 +18,7 @@ from deliveryhub_kit.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
+    TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
@@ -31,6 +32,7 @@ _STATUS_BY_CATEGORY: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     InvalidInput: 422,
+    TooManyRequests: 429,
     Unavailable: 503,
 }
 
@@ -95,6 +97,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_domain_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, DomainError)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthenticated) else {}
+        if isinstance(error, TooManyRequests):
+            headers = {"Retry-After": str(error.retry_after_seconds)}
         return error_response(status_of(error), error.code, error.detail, **headers)
 
     async def on_validation_error(_: Request, error: Exception) -> JSONResponse:

@@ -80,6 +80,11 @@ class ServiceSettings(BaseSettings):
     keys_dir: Path = DEFAULT_KEYS_DIR
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Requests a second per address and per token subject, with bursts of RATE_LIMIT_BURST_SECONDS
+    # of them; 0 turns a limit off (the bench does, to measure the services themselves).
+    rate_limit_per_address: float = Field(default=200.0, ge=0, le=1_000_000)
+    rate_limit_per_subject: float = Field(default=50.0, ge=0, le=1_000_000)
+    rate_limit_burst_seconds: float = Field(default=2.0, gt=0, le=3600)
     # A larger message is dead-lettered unread: no event of this system comes near it.
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
 
