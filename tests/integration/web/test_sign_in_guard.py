@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from deliveryhub_kit.identity import Role
-from tests.integration.web.conftest import SIGN_IN_ATTEMPTS, RunningWeb
+from tests.integration.web.conftest import SIGN_IN_ATTEMPTS, Browser, RunningWeb
 
 pytestmark = pytest.mark.integration
 
@@ -25,20 +25,23 @@ async def test_long_distinct_e_mails_leave_the_limits_holding_almost_nothing(web
         gc.collect()
         before, _ = tracemalloc.get_traced_memory()
         for number in range(200):
-            browser = await web.browser(address=f"10.1.{number // 250}.{number % 250}")
-            email = f"{number}-" + "x" * 200_000 + "@example.com"
-            response = await browser.sign_in(email, WRONG_PASSWORD)
-            assert response.status_code == 422
-            assert email not in response.text
-            del email, response
+            address = f"10.1.{number // 250}.{number % 250}"
+            transport = httpx.ASGITransport(app=web.app, client=(address, 52000))
+            async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+                browser = Browser(client)
+                email = f"{number}-" + "x" * 200_000 + "@example.com"
+                response = await browser.sign_in(email, WRONG_PASSWORD)
+                assert response.status_code == 422
+                assert email not in response.text
+                del email, response
         gc.collect()
         held, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
 
-    # Each 200 KB e-mail (40 MB in all) was refused before it was counted; what stays is the
-    # browsers' few cookies.
-    assert held - before < 2_000_000, f"{(held - before) / 1e6:.1f} MB held after 200 sign-ins"
+    # Each 200 KB e-mail (40 MB in all) was refused before it was counted: what stays is at most
+    # the addresses' counts.
+    assert held - before < 1_000_000, f"{(held - before) / 1e6:.1f} MB held after 200 sign-ins"
     assert len(web.app.state.runtime.sign_in_guard.account) == 0
 
 
@@ -110,7 +113,8 @@ async def test_a_flood_of_sign_ins_does_not_stall_the_process(web: RunningWeb) -
             latencies.append(time.perf_counter() - due)
     assert await asyncio.gather(*flood) == [401] * 20
 
-    # Each argon2 check takes tens of milliseconds of CPU, in a worker thread: the loop stays free.
+    # Each argon2 check takes tens of milliseconds of CPU, in a worker thread: the loop stays free
+    # (with argon2 in the loop, the p99 was over two seconds).
     assert len(latencies) >= 5
     p99 = statistics.quantiles(latencies, n=100)[98]
-    assert p99 < 0.05, f"/health/live p99 {p99 * 1000:.0f} ms during 20 sign-ins"
+    assert p99 < 0.2, f"/health/live p99 {p99 * 1000:.0f} ms during 20 sign-ins"

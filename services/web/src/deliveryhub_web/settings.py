@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -12,6 +13,10 @@ from deliveryhub_kit.keys import SESSION_SECRET_FILE, ensure_development_keys, e
 from deliveryhub_kit.settings import DEFAULT_POSTGRES, ServiceSettings
 
 MINIMUM_SECRET_LENGTH = 32
+
+
+def _cores_but_one() -> int:
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class WebSettings(ServiceSettings):
@@ -40,8 +45,9 @@ class WebSettings(ServiceSettings):
     sign_in_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
     sign_in_account_attempts: int = Field(default=150, ge=1, le=100_000)
     sign_in_account_window_seconds: float = Field(default=900.0, gt=0, le=7 * 86_400)
-    # Passwords hashed or checked at once (each in a worker thread): the rest wait their turn.
-    password_hash_concurrency: int = Field(default=2, ge=1, le=64)
+    # Passwords hashed or checked at once (each in a worker thread): the rest wait their turn. One
+    # core is left to the event loop, so that a flood of sign-ins does not slow every page.
+    password_hash_concurrency: int = Field(default_factory=_cores_but_one, ge=1, le=64)
     demo_accounts: bool | None = None
     # The demo accounts are for trying the console; their password is public on purpose.
     demo_password: str = "delivery-hub-demo"  # noqa: S105
