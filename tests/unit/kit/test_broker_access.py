@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from deliveryhub_contracts.events import PAYLOAD_TYPES
 from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, ORDERS_DELIVERY_EVENTS, Names, legacy_queues
 from deliveryhub_kit.broker_access import (
+    ADMIN_PASSWORD_FILE_VARIABLE,
     ADMIN_PASSWORD_VARIABLE,
     ADMIN_USER_VARIABLE,
     DELIVERY,
@@ -289,6 +291,45 @@ def test_the_job_refuses_what_would_leave_a_service_without_a_user_of_its_own(
     with pytest.raises(ValueError, match=re.escape(reason)) as refused:
         AccessJob.from_environment(job_environment(**changes))
     assert PASSWORD not in str(refused.value)
+
+
+def test_the_job_reads_the_passwords_from_files_as_the_services_do(tmp_path: Path) -> None:
+    """As compose runs it: each URL names a user, its password is in a file of the keys job's."""
+    files = {}
+    for variable, password in (
+        (ADMIN_PASSWORD_FILE_VARIABLE, "admin-" + PASSWORD),
+        (ORDERS.amqp_password_file_variable, "orders-" + PASSWORD),
+        (DELIVERY.amqp_password_file_variable, "delivery-" + PASSWORD),
+    ):
+        path = tmp_path / variable.lower()
+        path.write_text(password + "\n")
+        files[variable] = str(path)
+    environment = job_environment(
+        **{
+            ADMIN_PASSWORD_VARIABLE: "",
+            ORDERS.amqp_url_variable: "amqp://orders@rabbitmq:5672/",
+            DELIVERY.amqp_url_variable: "amqp://delivery@rabbitmq:5672/shop",
+        },
+        **files,
+    )
+
+    job = AccessJob.from_environment(environment)
+
+    assert job.admin_password == "admin-" + PASSWORD
+    assert [(user.name, user.password, user.vhost) for _, user in job.users] == [
+        ("orders", "orders-" + PASSWORD, "/"),
+        ("delivery", "delivery-" + PASSWORD, "shop"),
+    ]
+    # A file wins over a password in the environment.
+    assert AccessJob.from_environment({**environment, ADMIN_PASSWORD_VARIABLE: "other"}).admin_password == (
+        "admin-" + PASSWORD
+    )
+
+
+@pytest.mark.parametrize("variable", [ADMIN_PASSWORD_FILE_VARIABLE, ORDERS.amqp_password_file_variable])
+def test_a_password_file_the_job_cannot_read_is_named(variable: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=f"^{variable}: cannot read"):
+        AccessJob.from_environment(job_environment(**{variable: str(tmp_path / "missing")}))
 
 
 def test_the_job_gives_up_at_its_deadline_when_the_management_api_never_answers(

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
+from sqlalchemy.engine import make_url
+from yarl import URL
 
 from deliveryhub_delivery.settings import DeliverySettings
 from deliveryhub_kit.keys import generate_key_pair
+from deliveryhub_kit.passwords import DEVELOPMENT_PASSWORDS
 from deliveryhub_kit.settings import ServiceSettings, async_database_url
 
 SETTINGS_VARIABLES = [
     "DATABASE_URL",
+    "DATABASE_PASSWORD_FILE",
     "POSTGRES_URL",
     "ENVIRONMENT",
     "JWT_PUBLIC_KEY",
     "JWT_PUBLIC_KEY_FILE",
     "KEYS_DIR",
     "AMQP_URL",
+    "AMQP_PASSWORD_FILE",
+    "BROKER_URL",
     "LEGACY_QUEUE_PREFIX",
     "RETRY_DELAYS_SECONDS",
     "INBOX_RETENTION_SECONDS",
@@ -100,9 +108,14 @@ def test_production_without_a_public_key_refuses_to_start(monkeypatch: pytest.Mo
         DeliverySettings()
 
 
+# What production needs besides the key: the database's login, a password of its own included.
+PRODUCTION_DATABASE_URL = "postgresql://delivery:a-password-of-its-own@db:5432/delivery"
+
+
 def test_production_with_a_public_key_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     public_pem = generate_key_pair().public_pem
     monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE_URL)
     monkeypatch.setenv("JWT_PUBLIC_KEY", public_pem)
 
     assert DeliverySettings().public_key_pem() == public_pem
@@ -113,6 +126,7 @@ def test_production_with_a_public_key_file_starts(monkeypatch: pytest.MonkeyPatc
     key_file = tmp_path / "jwt-public.pem"
     key_file.write_text(public_pem)
     monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE_URL)
     monkeypatch.setenv("JWT_PUBLIC_KEY_FILE", str(key_file))
 
     assert DeliverySettings().public_key_pem() == public_pem
@@ -179,3 +193,185 @@ def test_the_inbox_must_outlive_every_retry_of_a_message(monkeypatch: pytest.Mon
 
     with pytest.raises(ValidationError, match="INBOX_RETENTION_SECONDS must be longer than all RETRY_DELAYS"):
         ServiceSettings()
+
+
+# Every character a URL's user part must quote, and a line end as an editor leaves it.
+AWKWARD_CHARACTERS = "p@ss:w/rd?#%+ é"
+
+
+def password_file(folder: Path, password: str) -> Path:
+    path = folder / "password"
+    path.write_text(password + "\n")
+    return path
+
+
+def test_a_database_password_file_replaces_the_password_of_the_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://delivery:in-the-url@db:5432/delivery")
+    monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(password_file(tmp_path, AWKWARD_CHARACTERS)))
+
+    settings = DeliverySettings()
+
+    # As the database driver reads it, behind SQLAlchemy.
+    url = make_url(settings.async_database_url)
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "delivery",
+        AWKWARD_CHARACTERS,
+        "db",
+        5432,
+        "delivery",
+    )
+
+
+def test_an_amqp_password_file_replaces_the_password_of_the_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AMQP_URL", "amqp://delivery@rabbitmq:5672/shop")
+    monkeypatch.setenv("AMQP_PASSWORD_FILE", str(password_file(tmp_path, AWKWARD_CHARACTERS)))
+
+    # As the broker client reads it (aio-pika's URLs are yarl's).
+    url = URL(DeliverySettings().amqp_url)
+    assert (url.user, url.password, url.host, url.port, url.path) == (
+        "delivery",
+        AWKWARD_CHARACTERS,
+        "rabbitmq",
+        5672,
+        "/shop",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "contents", "says"),
+    [
+        ("postgresql://db:5432/delivery", "secret", "names no user"),
+        ("postgresql://delivery@db:5432/delivery", None, "cannot read"),
+        ("postgresql://delivery@db:5432/delivery", "\n", "is empty"),
+    ],
+)
+def test_a_password_file_that_gives_no_password_is_refused_by_name(
+    url: str, contents: str | None, says: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "password"
+    if contents is not None:
+        path.write_text(contents)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(path))
+
+    with pytest.raises(ValidationError, match=f"DATABASE_PASSWORD_FILE for DATABASE_URL: .*{says}"):
+        DeliverySettings()
+
+
+@pytest.fixture
+def production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("JWT_PUBLIC_KEY", generate_key_pair().public_pem)
+
+
+@pytest.mark.usefixtures("production")
+@pytest.mark.parametrize("password", sorted(DEVELOPMENT_PASSWORDS))
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "AMQP_URL"])
+def test_production_refuses_a_development_password_by_the_variable(
+    variable: str, password: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE_URL)
+    given = {
+        "DATABASE_URL": f"postgresql://delivery:{password}@db/delivery",
+        "AMQP_URL": f"amqp://delivery:{password}@mq/",
+    }
+    monkeypatch.setenv(variable, given[variable])
+
+    with pytest.raises(ValidationError, match=f"{variable}'s password is the development value '{password}'"):
+        DeliverySettings()
+
+
+@pytest.mark.usefixtures("production")
+def test_production_refuses_a_development_password_that_came_from_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE_URL)
+    monkeypatch.setenv("AMQP_URL", "amqp://delivery:a-password-of-its-own@mq/")
+    monkeypatch.setenv("AMQP_PASSWORD_FILE", str(password_file(tmp_path, "guest")))
+
+    with pytest.raises(ValidationError, match="AMQP_URL's password is the development value 'guest'"):
+        DeliverySettings()
+
+
+@pytest.mark.usefixtures("production")
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        # The default: the local superuser, no password.
+        ("DATABASE_URL", None),
+        ("DATABASE_URL", "postgresql://delivery@db:5432/delivery"),
+        ("AMQP_URL", "amqp://delivery@mq:5672/"),
+        ("AMQP_URL", "amqp://delivery:@mq:5672/"),
+    ],
+)
+def test_production_refuses_a_url_without_a_password_and_names_its_file_variable(
+    variable: str, url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if variable != "DATABASE_URL":
+        monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE_URL)
+    if url is not None:
+        monkeypatch.setenv(variable, url)
+    file_variable = variable.replace("_URL", "_PASSWORD_FILE")
+
+    with pytest.raises(ValidationError, match=f"{variable} has no password: .*{file_variable}"):
+        DeliverySettings()
+
+
+@pytest.mark.usefixtures("production")
+def test_production_starts_with_the_passwords_of_its_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    made = {"database": "made-by-the-keys-job", "broker": "made-by-it-too"}
+    for folder, contents in made.items():
+        (tmp_path / folder).mkdir()
+        password_file(tmp_path / folder, contents)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://delivery@db:5432/delivery")
+    monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(tmp_path / "database" / "password"))
+    monkeypatch.setenv("AMQP_URL", "amqp://delivery@mq:5672/")
+    monkeypatch.setenv("AMQP_PASSWORD_FILE", str(tmp_path / "broker" / "password"))
+
+    settings = DeliverySettings()
+
+    assert make_url(settings.database_url).password == made["database"]
+    assert URL(settings.amqp_url).password == made["broker"]
+
+
+@pytest.mark.usefixtures("production")
+def test_production_leaves_an_amqp_url_nobody_gave_to_the_services_that_connect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The console connects to no broker and sets no AMQP_URL; the default's guest is not its."""
+    monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE_URL)
+
+    assert DeliverySettings().amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def test_development_keeps_its_development_passwords() -> None:
+    """`deliveryhub up` and the demo override run in development, on the servers' own defaults."""
+    url = "postgresql://orders:orders@db/orders"
+    settings = DeliverySettings(database_url=url, amqp_url="amqp://guest:guest@mq/")
+
+    assert settings.environment == "development"
+    assert settings.database_url == url
+
+
+@pytest.mark.parametrize("package", ["deliveryhub_orders", "deliveryhub_delivery", "deliveryhub_web"])
+def test_each_migration_job_connects_with_the_password_of_its_file(
+    package: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`python -m deliveryhub_<service> migrate` builds its settings from the environment: the file too."""
+    entry = importlib.import_module(f"{package}.__main__")
+    migrated: list[str] = []
+    monkeypatch.setattr(entry, "upgrade", lambda _, database_url: migrated.append(database_url))
+    monkeypatch.setattr(sys, "argv", [f"python -m {package}", "migrate"])
+    monkeypatch.setenv("DATABASE_URL", "postgresql://role@db:5432/database")
+    monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(password_file(tmp_path, AWKWARD_CHARACTERS)))
+
+    entry.main()
+
+    (url,) = migrated
+    assert make_url(url).password == AWKWARD_CHARACTERS

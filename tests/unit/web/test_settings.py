@@ -29,6 +29,8 @@ SETTINGS_VARIABLES = [
     "COOKIE_SECURE",
 ]
 LONG_SECRET = "s" * 32
+# Production refuses a database URL without a password of its own.
+PRODUCTION_DATABASE_URL = "postgresql://web:a-password-of-its-own@db:5432/web"
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +66,7 @@ def test_production_starts_with_a_private_key_and_a_long_secret(
     monkeypatch: pytest.MonkeyPatch, key_pair: KeyPair
 ) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE_URL)
     monkeypatch.setenv("JWT_PRIVATE_KEY", key_pair.private_pem)
     monkeypatch.setenv("SESSION_SECRET", LONG_SECRET)
 
@@ -79,6 +82,7 @@ def test_production_takes_the_private_key_from_a_file(
     key_file = tmp_path / "jwt-private.pem"
     key_file.write_text(key_pair.private_pem)
     monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE_URL)
     monkeypatch.setenv("JWT_PRIVATE_KEY_FILE", str(key_file))
     monkeypatch.setenv("SESSION_SECRET", LONG_SECRET)
 
@@ -90,6 +94,7 @@ def test_production_needs_no_public_key_of_its_own(
 ) -> None:
     """The console derives the public key, so the other services' rule does not apply to it."""
     monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE_URL)
     monkeypatch.setenv("JWT_PRIVATE_KEY", key_pair.private_pem)
     monkeypatch.setenv("SESSION_SECRET", LONG_SECRET)
 
@@ -142,6 +147,7 @@ def test_development_seeds_the_demo_accounts_and_production_does_not(
 ) -> None:
     assert WebSettings().seeds_demo_accounts
     monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE_URL)
     monkeypatch.setenv("JWT_PRIVATE_KEY", key_pair.private_pem)
     monkeypatch.setenv("SESSION_SECRET", LONG_SECRET)
     assert not WebSettings().seeds_demo_accounts

@@ -13,11 +13,14 @@ every pattern here is anchored.
 management API, idempotently; a one-shot job runs it before the services start. It reads:
 
     RABBITMQ_MANAGEMENT_URL     the management API, e.g. http://rabbitmq:15672
-    RABBITMQ_ADMIN_USER         a user tagged administrator, and its password
-    RABBITMQ_ADMIN_PASSWORD
+    RABBITMQ_ADMIN_USER         a user tagged administrator, and its password (or a file
+    RABBITMQ_ADMIN_PASSWORD     holding it, RABBITMQ_ADMIN_PASSWORD_FILE, which wins)
     ORDERS_AMQP_URL             the URL the orders service connects with: the user, its password
                                 and the vhost are taken from it
-    DELIVERY_AMQP_URL           the same for the delivery service
+    ORDERS_AMQP_PASSWORD_FILE   a file whose contents replace that URL's password, as the
+                                service's AMQP_PASSWORD_FILE does (optional)
+    DELIVERY_AMQP_URL           the same two for the delivery service
+    DELIVERY_AMQP_PASSWORD_FILE
     BROKER_PREFIX               as the services read it (default: none)
     LEGACY_QUEUE_PREFIX         as the delivery service reads it (default: no legacy queues)
     BROKER_ACCESS_WAIT_SECONDS  how long to wait for the management API to answer (default 120)
@@ -37,6 +40,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -48,6 +52,7 @@ from deliveryhub_contracts.topology import (
     QueueSpec,
     legacy_queues,
 )
+from deliveryhub_kit.passwords import read_password_file, with_password
 
 # The name RabbitMQ checks permissions on for the default exchange (whose own name is "").
 DEFAULT_EXCHANGE: Final = "amq.default"
@@ -55,6 +60,7 @@ DEFAULT_EXCHANGE: Final = "amq.default"
 MANAGEMENT_URL_VARIABLE: Final = "RABBITMQ_MANAGEMENT_URL"
 ADMIN_USER_VARIABLE: Final = "RABBITMQ_ADMIN_USER"
 ADMIN_PASSWORD_VARIABLE: Final = "RABBITMQ_ADMIN_PASSWORD"  # noqa: S105 (a variable's name)
+ADMIN_PASSWORD_FILE_VARIABLE: Final = "RABBITMQ_ADMIN_PASSWORD_FILE"  # noqa: S105 (a variable's name)
 BROKER_PREFIX_VARIABLE: Final = "BROKER_PREFIX"
 LEGACY_PREFIX_VARIABLE: Final = "LEGACY_QUEUE_PREFIX"
 WAIT_VARIABLE: Final = "BROKER_ACCESS_WAIT_SECONDS"
@@ -80,6 +86,11 @@ class ServiceRole:
         """The variable the access job reads this service's user, password and vhost from."""
         return f"{self.service.upper()}_AMQP_URL"
 
+    @property
+    def amqp_password_file_variable(self) -> str:
+        """The variable naming a file whose contents replace the password of that URL."""
+        return f"{self.service.upper()}_AMQP_PASSWORD_FILE"
+
 
 ORDERS: Final = ServiceRole("orders", ORDERS_SOURCE, ORDERS_DELIVERY_EVENTS)
 DELIVERY: Final = ServiceRole("delivery", DELIVERY_SOURCE, DELIVERY_ORDER_EVENTS, consumes_legacy_queues=True)
@@ -89,7 +100,9 @@ ENVIRONMENT_VARIABLES: Final = (
     MANAGEMENT_URL_VARIABLE,
     ADMIN_USER_VARIABLE,
     ADMIN_PASSWORD_VARIABLE,
+    ADMIN_PASSWORD_FILE_VARIABLE,
     *(role.amqp_url_variable for role in SERVICE_ROLES),
+    *(role.amqp_password_file_variable for role in SERVICE_ROLES),
     BROKER_PREFIX_VARIABLE,
     LEGACY_PREFIX_VARIABLE,
     WAIT_VARIABLE,
@@ -390,17 +403,25 @@ class AccessJob:
             for name in (
                 MANAGEMENT_URL_VARIABLE,
                 ADMIN_USER_VARIABLE,
-                ADMIN_PASSWORD_VARIABLE,
                 *(role.amqp_url_variable for role in SERVICE_ROLES),
             )
             if not environment.get(name)
         ]
+        if not (environment.get(ADMIN_PASSWORD_VARIABLE) or environment.get(ADMIN_PASSWORD_FILE_VARIABLE)):
+            missing.append(f"{ADMIN_PASSWORD_VARIABLE} or {ADMIN_PASSWORD_FILE_VARIABLE}")
         if missing:
             raise ValueError(f"set {', '.join(missing)}")
+        admin_password = environment.get(ADMIN_PASSWORD_VARIABLE, "")
+        if environment.get(ADMIN_PASSWORD_FILE_VARIABLE):
+            try:
+                admin_password = read_password_file(Path(environment[ADMIN_PASSWORD_FILE_VARIABLE]))
+            except ValueError as error:
+                raise ValueError(f"{ADMIN_PASSWORD_FILE_VARIABLE}: {error}") from None
         users: list[tuple[ServiceRole, BrokerUser]] = []
         for role in SERVICE_ROLES:
+            url = _service_url(role, environment)
             try:
-                users.append((role, BrokerUser.from_amqp_url(environment[role.amqp_url_variable])))
+                users.append((role, BrokerUser.from_amqp_url(url)))
             except ValueError as error:
                 raise ValueError(f"{role.amqp_url_variable}: {error}") from None
         admin = environment[ADMIN_USER_VARIABLE]
@@ -416,12 +437,24 @@ class AccessJob:
         return cls(
             management_url=environment[MANAGEMENT_URL_VARIABLE],
             admin_user=admin,
-            admin_password=environment[ADMIN_PASSWORD_VARIABLE],
+            admin_password=admin_password,
             users=tuple(users),
             broker_prefix=environment.get(BROKER_PREFIX_VARIABLE, ""),
             legacy_prefix=environment.get(LEGACY_PREFIX_VARIABLE) or None,
             wait_seconds=wait_seconds,
         )
+
+
+def _service_url(role: ServiceRole, environment: Mapping[str, str]) -> str:
+    """The URL the service connects with, its password from its file when one is named."""
+    url = environment[role.amqp_url_variable]
+    password_file = environment.get(role.amqp_password_file_variable)
+    if not password_file:
+        return url
+    try:
+        return with_password(url, read_password_file(Path(password_file)))
+    except ValueError as error:
+        raise ValueError(f"{role.amqp_password_file_variable}: {error}") from None
 
 
 def main(environment: Mapping[str, str] | None = None) -> None:

@@ -8,6 +8,14 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deliveryhub_kit.passwords import (
+    DEVELOPMENT_PASSWORDS,
+    names_a_server,
+    password_in,
+    read_password_file,
+    with_password,
+)
+
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_KEYS_DIR = Path(".deliveryhub/keys")
@@ -44,12 +52,16 @@ class ServiceSettings(BaseSettings):
         default=f"{DEFAULT_POSTGRES}/postgres",
         validation_alias=AliasChoices("DATABASE_URL", "POSTGRES_URL"),
     )
+    # A file whose contents replace DATABASE_URL's password (and AMQP_URL's below): the URL names
+    # the server and the user, and the password stays out of the environment.
+    database_password_file: Path | None = None
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # RabbitMQ; or `memory://FILE`, the in-process broker of the embedded mode (see memory_broker.py).
     amqp_url: str = Field(default=DEFAULT_AMQP_URL, validation_alias=AliasChoices("AMQP_URL", "BROKER_URL"))
+    amqp_password_file: Path | None = None
     broker_prefix: str = ""
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     consumer_prefetch: int = Field(default=64, ge=1, le=10_000)
@@ -102,9 +114,44 @@ class ServiceSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _passwords_from_files(self) -> ServiceSettings:
+        if self.database_password_file is not None:
+            self.database_url = _url_with_password_from(
+                self.database_url, self.database_password_file, "DATABASE_URL", "DATABASE_PASSWORD_FILE"
+            )
+        if self.amqp_password_file is not None:
+            self.amqp_url = _url_with_password_from(
+                self.amqp_url, self.amqp_password_file, "AMQP_URL", "AMQP_PASSWORD_FILE"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _secrets_are_given_outside_development(self) -> ServiceSettings:
         if self.environment == "production" and not (self.jwt_public_key or self.jwt_public_key_file):
             raise ValueError("JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE is required in production")
+        return self
+
+    @model_validator(mode="after")
+    def _no_development_password_in_production(self) -> ServiceSettings:
+        if self.environment != "production":
+            return self
+        checked = [("DATABASE_URL", self.database_url, "DATABASE_PASSWORD_FILE")]
+        # The console connects to no broker: AMQP_URL is checked where it is given (or its file is).
+        if "amqp_url" in self.model_fields_set:
+            checked.append(("AMQP_URL", self.amqp_url, "AMQP_PASSWORD_FILE"))
+        for variable, url, file_variable in checked:
+            if not names_a_server(url):
+                continue
+            password = password_in(url)
+            if not password:
+                raise ValueError(
+                    f"{variable} has no password: production needs one, in the URL or in {file_variable}"
+                )
+            if password in DEVELOPMENT_PASSWORDS:
+                raise ValueError(
+                    f"{variable}'s password is the development value {password!r}, which anyone can read "
+                    f"in the repository: production needs one of its own, e.g. in {file_variable}"
+                )
         return self
 
     @property
@@ -120,3 +167,10 @@ class ServiceSettings(BaseSettings):
         from deliveryhub_kit.keys import ensure_development_keys
 
         return ensure_development_keys(self.keys_dir).public_pem
+
+
+def _url_with_password_from(url: str, password_file: Path, url_variable: str, file_variable: str) -> str:
+    try:
+        return with_password(url, read_password_file(password_file))
+    except ValueError as error:
+        raise ValueError(f"{file_variable} for {url_variable}: {error}") from None
