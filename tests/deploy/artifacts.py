@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pytest
 import yaml
 from pydantic import AliasChoices
 from starlette import routing
 
 from deliveryhub_delivery.settings import DeliverySettings
+from deliveryhub_kit.keys import KeysJob
 from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_orders.settings import OrdersSettings
 from deliveryhub_web.settings import WebSettings
@@ -393,6 +395,85 @@ def is_one_shot(service: Json) -> bool:
     return str(service.get("restart", "no")) == "no"
 
 
+def migrates(service: Json) -> bool:
+    """Whether the compose service is a migration job: `python -m deliveryhub_<name> migrate`."""
+    code = code_of(service)
+    return code is not None and command_of(service) == ["python", "-m", code.package, "migrate"]
+
+
+def reader_of(name: str, services: dict[str, Json]) -> str:
+    """Who a compose service reads secrets for: a migration job for its service, anything else for itself."""
+    service = services[name]
+    if not migrates(service):
+        return name
+    (owner,) = [
+        other
+        for other, candidate in services.items()
+        if not is_one_shot(candidate) and code_of(candidate) == code_of(service)
+    ]
+    return owner
+
+
+# The job that makes the token keys and the passwords (deliveryhub_kit/keys.py).
+KEYS_COMMAND = ["python", "-m", "deliveryhub_kit.keys"]
+
+
+def keys_job_name(services: dict[str, Json]) -> str:
+    (name,) = [
+        name
+        for name, service in services.items()
+        if code_of(service) is not None and command_of(service)[:3] == KEYS_COMMAND
+    ]
+    return name
+
+
+def keys_job_of(services: dict[str, Json]) -> KeysJob:
+    """What the compose keys job is told to make, read by the job's own parser (paths in its container)."""
+    return KeysJob.from_arguments(command_of(services[keys_job_name(services)])[3:])
+
+
+# The keys job names who a file is for as UID:GID. On this machine every file is this user's: a
+# process that is not root cannot hand one to another user.
+OWNER_ARGUMENT = re.compile(r"\d+:\d+")
+
+
+def this_user() -> str:
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+# The user each server's image runs as (UID:GID), as its Dockerfile makes it: the postgres alpine
+# images' postgres (70:70), the rabbitmq alpine images' rabbitmq (100:101), grafana's 472 in group 0.
+SERVER_IMAGE_USERS = {
+    "postgres:16-alpine": "70:70",
+    "rabbitmq:4-management-alpine": "100:101",
+    "grafana/grafana:11.3.0": "472:0",
+}
+
+
+def runs_as(service: Json) -> str:
+    """The UID:GID the service's container runs as: its compose `user`, else its image's."""
+    if "user" in service:
+        return str(service["user"])
+    code = code_of(service)
+    if code is not None:
+        return parse_dockerfile(code.dockerfile).final.last("USER").arguments
+    image = str(service["image"])
+    assert image in SERVER_IMAGE_USERS, f"which user does {image} run as? Add it to SERVER_IMAGE_USERS"
+    return SERVER_IMAGE_USERS[image]
+
+
+def settings_from(
+    environment: dict[str, str], code: ServiceCode, monkeypatch: pytest.MonkeyPatch, where: Path
+) -> ServiceSettings:
+    """The service's settings with only these variables: nothing from this shell, no .env."""
+    for variable in environment_names(code.settings):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(where)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    return code.settings()
+
+
 # The job that gives each service its own RabbitMQ user (deliveryhub_kit/broker_access.py).
 BROKER_ACCESS_COMMAND = ["python", "-m", "deliveryhub_kit.broker_access"]
 
@@ -582,8 +663,8 @@ class PostgresInit:
     roles: dict[str, DatabaseRole]
     # The databases that PUBLIC (every role) may no longer connect to.
     closed: frozenset[str]
-    # Each psql variable and the environment variable the runner gives it.
-    variables: dict[str, str]
+    # Each psql variable and the environment variable naming the file the runner reads it from.
+    password_files: dict[str, str]
     # Where the runner reads the statements from, inside the container.
     script_path: PurePosixPath
 
@@ -614,9 +695,12 @@ class PostgresInit:
         assert set(owners.values()) <= set(roles), "a database is owned by a role the script does not make"
 
         runner = POSTGRES_INIT_RUNNER.read_text()
-        variables = dict(re.findall(r"-v (\w+)=\"\$\{(\w+)", runner))
+        read_from = dict(re.findall(r"^(\w+)=\$\(password_from (\w+)\) \|\| exit 1$", runner, re.MULTILINE))
+        given = dict(re.findall(r"-v (\w+)=\"\$(\w+)\"", runner))
+        assert set(given.values()) == set(read_from), "the runner gives psql a password it read from no file"
+        password_files = {psql: read_from[shell] for psql, shell in given.items()}
         (script_path,) = re.findall(r"--file (\S+)", runner)
-        return cls(statements, roles, frozenset(closed), variables, PurePosixPath(script_path))
+        return cls(statements, roles, frozenset(closed), password_files, PurePosixPath(script_path))
 
     def role_of(self, database: str) -> DatabaseRole:
         (role,) = [role for role in self.roles.values() if role.database == database]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -13,19 +14,30 @@ import pytest
 import yaml
 from pydantic import TypeAdapter
 
-from deliveryhub_kit.broker_access import ENVIRONMENT_VARIABLES, SERVICE_ROLES, AccessJob, BrokerUser
+from deliveryhub_kit.broker_access import (
+    ADMIN_PASSWORD_FILE_VARIABLE,
+    ADMIN_USER_VARIABLE,
+    ENVIRONMENT_VARIABLES,
+    SERVICE_ROLES,
+    AccessJob,
+)
 from deliveryhub_kit.keys import main as make_keys
+from deliveryhub_kit.keys import password_variable
+from deliveryhub_kit.passwords import DEVELOPMENT_PASSWORDS, password_in, read_password_file
 from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_web.settings import WebSettings
 
 from .artifacts import (
     COMPOSE_DEMO_FILE,
+    COMPOSE_FILE,
+    OWNER_ARGUMENT,
     POSTGRES_INIT,
     POSTGRES_INIT_RUNNER,
     RABBITMQ_CONFIG,
     REPOSITORY,
     SERVICES,
     Json,
+    Mount,
     PostgresInit,
     ServiceCode,
     broker_access_jobs,
@@ -36,13 +48,19 @@ from .artifacts import (
     fixed_addresses,
     healthcheck_of,
     is_one_shot,
+    keys_job_name,
+    keys_job_of,
     kubernetes_documents,
     kubernetes_manifests,
     named_mounts,
     parse_dockerfile,
     published_ports,
     raw_compose,
+    reader_of,
     resolve_compose,
+    runs_as,
+    settings_from,
+    this_user,
     unread_variables,
     uses_broker,
 )
@@ -174,7 +192,8 @@ def test_data_lives_in_named_volumes(compose: Json, compose_services: dict[str, 
 def test_the_environment_is_what_the_settings_read(
     service_name: str, compose_services: dict[str, Json], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Every variable is one the service reads, and with them alone it starts in production."""
+    """Every variable is one the service reads, and with them (and the keys job's files) alone it
+    starts in production, with the passwords of its files."""
     service = compose_services[service_name]
     code = code_of(service)
     assert code is not None
@@ -182,7 +201,7 @@ def test_the_environment_is_what_the_settings_read(
     readable = environment_names(code.settings)
     unread = unread_variables(environment, code.settings)
     assert not unread, f"{service_name} sets {unread}, which {code.settings.__name__} does not read"
-    needed = {"DATABASE_URL"}
+    needed = {"DATABASE_URL", "DATABASE_PASSWORD_FILE"}
     if not is_one_shot(service):
         needed |= {
             variable
@@ -191,27 +210,44 @@ def test_the_environment_is_what_the_settings_read(
             and (field_name != "amqp_url" or uses_broker(code))
         }
         needed -= {"POSTGRES_URL"}
+        if uses_broker(code):
+            needed.add("AMQP_PASSWORD_FILE")
         assert environment.get("ENVIRONMENT") == "production", f"{service_name} must run as production"
     missing = needed - set(environment)
-    assert not missing, f"{service_name} leaves {missing} at a default that points at the container itself"
+    assert not missing, f"{service_name} leaves {missing} at a default (or its password in no file)"
 
-    settings_from(environment, code, monkeypatch, tmp_path)
+    volumes = KeyVolumes.made_by_the_keys_job(compose_services, tmp_path / "volumes")
+    here = volumes.environment_of(service)
+    (tmp_path / "work").mkdir()
+    settings = settings_from(here, code, monkeypatch, tmp_path / "work")
+    assert password_in(settings.database_url) == read_password_file(Path(here["DATABASE_PASSWORD_FILE"]))
+    if "AMQP_PASSWORD_FILE" in here:
+        assert password_in(settings.amqp_url) == read_password_file(Path(here["AMQP_PASSWORD_FILE"]))
 
 
 @dataclass(frozen=True)
 class KeyVolumes:
-    """Folders standing in for the named volumes, filled by the keys job's own command."""
+    """Folders standing in for the named volumes, filled by the keys job's own command and
+    environment; every file it makes is this machine's user's (see OWNER_ARGUMENT)."""
 
     root: Path
 
     @classmethod
-    def made_by_the_keys_job(cls, compose_services: dict[str, Json], root: Path) -> KeyVolumes:
+    def made_by_the_keys_job(
+        cls, compose_services: dict[str, Json], root: Path, environment: dict[str, str] | None = None
+    ) -> KeyVolumes:
         volumes = cls(root)
-        keys_job = compose_services["keys"]
+        keys_job = compose_services[keys_job_name(compose_services)]
         command = command_of(keys_job)
-        assert command[:3] == ["python", "-m", "deliveryhub_kit.keys"]
-        make_keys([str(volumes.on_host(argument, keys_job)) for argument in command[3:]])
+        given = {key: str(value) for key, value in keys_job.get("environment", {}).items()}
+        make_keys([volumes.argument(argument, keys_job) for argument in command[3:]], environment or given)
         return volumes
+
+    def argument(self, argument: str, service: Json) -> str:
+        """One of the keys job's arguments as it runs here."""
+        if argument.startswith("/"):
+            return str(self.on_host(argument, service))
+        return this_user() if OWNER_ARGUMENT.fullmatch(argument) else argument
 
     def on_host(self, container_path: str, service: Json) -> Path:
         """Where a path inside one of the service's volumes is here."""
@@ -221,8 +257,266 @@ class KeyVolumes:
                 return self.root / mount.volume / path.relative_to(mount.target)
         raise AssertionError(f"{container_path} is in no volume of the service")
 
+    def environment_of(self, service: Json) -> dict[str, str]:
+        """The service's environment, each path into one of its volumes as a path here."""
+        environment = {key: str(value) for key, value in service.get("environment", {}).items()}
+        return {
+            key: str(self.on_host(value, service))
+            if key in secret_files(service) or key.endswith("_FILE")
+            else value
+            for key, value in environment.items()
+        }
+
     def volume(self, name: str) -> Path:
         return self.root / name
+
+
+# The variables by which a part names a file holding a password: the services' and jobs' *_FILE,
+# the postgres image's, Grafana's (…__FILE), and RabbitMQ's configuration file with its administrator's.
+SECRET_FILE_VARIABLE = re.compile(r"\w*PASSWORD_{1,2}FILE|RABBITMQ_CONFIG_FILE")
+
+
+def secret_files(service: Json) -> dict[str, PurePosixPath]:
+    """The files holding a password that the service reads, by the variable naming each."""
+    return {
+        variable: PurePosixPath(str(value))
+        for variable, value in service.get("environment", {}).items()
+        if SECRET_FILE_VARIABLE.fullmatch(variable)
+    }
+
+
+def mount_of(service: Json, path: PurePosixPath) -> Mount:
+    (mount,) = [mount for mount in named_mounts(service) if path.is_relative_to(mount.target)]
+    return mount
+
+
+def secrets_volumes(services: dict[str, Json]) -> dict[str, KeysJobFolder]:
+    """Each volume the keys job hands passwords out into: who it is made for, and which files."""
+    keys_job = services[keys_job_name(services)]
+    job = keys_job_of(services)
+    folders: dict[str, KeysJobFolder] = {}
+    for copies in job.copies:
+        mount = mount_of(keys_job, PurePosixPath(copies.folder))
+        assert PurePosixPath(copies.folder) == mount.target, f"{copies.folder} is not a volume of its own"
+        folders[mount.volume] = KeysJobFolder(str(copies.owner), frozenset(copies.names))
+    for administrator in job.rabbitmq_administrators:
+        mount = mount_of(keys_job, PurePosixPath(administrator.path))
+        assert PurePosixPath(administrator.path).parent == mount.target
+        folders[mount.volume] = KeysJobFolder(str(administrator.owner), frozenset({administrator.path.name}))
+    return folders
+
+
+@dataclass(frozen=True)
+class KeysJobFolder:
+    owner: str
+    files: frozenset[str]
+
+
+def test_no_password_has_a_default_and_only_the_keys_job_is_given_one(
+    compose_services: dict[str, Json],
+) -> None:
+    """A deployment that sets nothing runs on passwords the keys job made, never on ones in this file."""
+    text = COMPOSE_FILE.read_text()
+    for variable, default in re.findall(r"\$\{(\w+):?[-?]([^}]*)\}", text):
+        if "PASS" in variable:
+            assert default == "", f"${{{variable}}} defaults to a password anyone can read here"
+    keys_name = keys_job_name(compose_services)
+    job = keys_job_of(compose_services)
+    # The variables the job reads are those of the passwords it makes, derived from their names.
+    keys_environment = compose_services[keys_name]["environment"]
+    assert set(keys_environment) == {password_variable(name) for name in job.password_names}
+    assert all(value == "" for value in keys_environment.values()), "an empty env file sets no password"
+    for name, service in compose_services.items():
+        if name == keys_name:
+            continue
+        for variable, value in service.get("environment", {}).items():
+            if "PASS" in variable:
+                assert SECRET_FILE_VARIABLE.fullmatch(variable), f"{name} is given {variable} itself"
+            if "://" in str(value):
+                assert urlsplit(str(value)).password is None, f"{name}'s {variable} carries a password"
+
+
+def test_every_password_a_part_uses_is_a_file_of_the_keys_job_in_a_volume_of_its_own(
+    compose_services: dict[str, Json], tmp_path: Path
+) -> None:
+    volumes = KeyVolumes.made_by_the_keys_job(compose_services, tmp_path)
+    folders = secrets_volumes(compose_services)
+    keys_name = keys_job_name(compose_services)
+    readers = {name for name, service in compose_services.items() if secret_files(service)}
+    assert readers >= {"postgres", "rabbitmq", "grafana", "broker-access", *SERVICES}
+    for name in readers:
+        service = compose_services[name]
+        for variable, path in secret_files(service).items():
+            mount = mount_of(service, path)
+            assert mount.volume in folders, (
+                f"{name}'s {variable} is in {mount.volume}, which the keys job fills not"
+            )
+            assert mount.read_only, f"{name} can change its passwords in {mount.volume}"
+            assert path.relative_to(mount.target).as_posix() in folders[mount.volume].files, (
+                f"the keys job makes no {path.name} in {mount.volume}"
+            )
+            owner = folders[mount.volume].owner
+            assert owner == runs_as(service), (
+                f"{mount.volume} is {owner}'s, but {name} runs as {runs_as(service)}"
+            )
+            made = volumes.on_host(str(path), service)
+            assert stat.S_IMODE(made.stat().st_mode) == 0o600, made
+            assert stat.S_IMODE(made.parent.stat().st_mode) == 0o700, made.parent
+            assert read_password_file(made), f"{name}'s {variable} is empty"
+    # The job's own copy of every password is its alone.
+    store = compose_services[keys_name]
+    job = keys_job_of(compose_services)
+    assert job.password_store is not None
+    (store_volume,) = [m.volume for m in named_mounts(store) if m.target == PurePosixPath(job.password_store)]
+    mounting = {name for name, service in compose_services.items() if store_volume in volume_names(service)}
+    assert mounting == {keys_name}, f"{mounting - {keys_name}} can read every password"
+
+
+def volume_names(service: Json) -> set[str]:
+    return {mount.volume for mount in named_mounts(service)}
+
+
+def test_no_two_parts_share_a_secrets_volume_and_each_holds_only_what_its_reader_uses(
+    compose_services: dict[str, Json],
+) -> None:
+    keys_name = keys_job_name(compose_services)
+    for volume, folder in secrets_volumes(compose_services).items():
+        mounting = {name for name, service in compose_services.items() if volume in volume_names(service)} - {
+            keys_name
+        }
+        # A service's migration job reads for it, and from its volume.
+        readers = {reader_of(name, compose_services) for name in mounting}
+        assert len(readers) == 1, f"{sorted(mounting)} share {volume}"
+        used: set[str] = set()
+        for name in mounting:
+            service = compose_services[name]
+            target = next(mount.target for mount in named_mounts(service) if mount.volume == volume)
+            files = {
+                p.relative_to(target).as_posix()
+                for p in secret_files(service).values()
+                if p.is_relative_to(target)
+            }
+            assert files, f"{name} mounts {volume} but reads nothing from it"
+            used |= files
+        assert folder.files == used, (
+            f"{volume} also holds {sorted(folder.files - used)}, which {readers} does not use"
+        )
+
+
+def test_the_passwords_are_random_kept_and_the_same_at_both_ends(
+    compose_services: dict[str, Json], tmp_path: Path
+) -> None:
+    """Both ends of each login read one password: a role's and its service's, a broker user's and the
+    access job's, the broker administrator's and the access job's."""
+    volumes = KeyVolumes.made_by_the_keys_job(compose_services, tmp_path)
+
+    def read(name: str, variable: str) -> str:
+        service = compose_services[name]
+        return read_password_file(volumes.on_host(str(service["environment"][variable]), service))
+
+    init = PostgresInit.read()
+    passwords: dict[str, str] = {}
+    for name, (service, _) in workspace_services(compose_services).items():
+        if "DATABASE_URL" in service.get("environment", {}):
+            database_role = init.role_of(urlsplit(service["environment"]["DATABASE_URL"]).path.lstrip("/"))
+            password = read(name, "DATABASE_PASSWORD_FILE")
+            assert password == read("postgres", init.password_files[database_role.password_variable]), (
+                f"{name} connects with another password than its role was made with"
+            )
+            passwords[f"role {database_role.name}"] = password
+    (job_name,) = broker_access_jobs(compose_services)
+    for role in SERVICE_ROLES:
+        password = read(role.service, "AMQP_PASSWORD_FILE")
+        assert password == read(job_name, role.amqp_password_file_variable), (
+            f"{role.service} connects with another password than the access job gives its user"
+        )
+        passwords[f"broker user of {role.service}"] = password
+
+    administrator = rabbitmq_administrator(compose_services, volumes)
+    job = compose_services[job_name]["environment"]
+    assert administrator["default_user"] == job[ADMIN_USER_VARIABLE]
+    assert administrator["default_pass"] == read(job_name, ADMIN_PASSWORD_FILE_VARIABLE)
+    passwords["broker administrator"] = administrator["default_pass"]
+    passwords["postgres superuser"] = read("postgres", "POSTGRES_PASSWORD_FILE")
+    passwords["grafana admin"] = read("grafana", "GF_SECURITY_ADMIN_PASSWORD__FILE")
+
+    assert len(set(passwords.values())) == len(passwords), "two logins share a password"
+    for who, password in passwords.items():
+        assert len(password) >= 32, who
+        assert password not in DEVELOPMENT_PASSWORDS, who
+    # A later start keeps them: the roles and the broker's users were made with these.
+    again = KeyVolumes.made_by_the_keys_job(compose_services, tmp_path)
+    assert (
+        rabbitmq_administrator(compose_services, again)["default_pass"] == passwords["broker administrator"]
+    )
+    assert read("postgres", "POSTGRES_PASSWORD_FILE") == passwords["postgres superuser"]
+
+
+def rabbitmq_administrator(compose_services: dict[str, Json], volumes: KeyVolumes) -> dict[str, str]:
+    """The settings of the configuration file RabbitMQ reads its administrator from."""
+    rabbitmq = compose_services["rabbitmq"]
+    text = volumes.on_host(str(rabbitmq["environment"]["RABBITMQ_CONFIG_FILE"]), rabbitmq).read_text()
+    lines = [line.partition("=") for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return {key.strip(): value.strip() for key, _, value in lines}
+
+
+def test_a_password_the_operator_sets_wins_and_a_development_one_is_refused(
+    compose_services: dict[str, Json], tmp_path: Path
+) -> None:
+    chosen = "chosen-by-the-operator.1"
+    env_file = tmp_path / "chosen.env"
+    env_file.write_text(f"RABBITMQ_ORDERS_PASSWORD={chosen}\nGRAFANA_ADMIN_PASSWORD={chosen}-too\n")
+    resolved = resolve_compose(env_file)["services"]
+    volumes = KeyVolumes.made_by_the_keys_job(resolved, tmp_path / "volumes")
+    for name, variable in (("orders", "AMQP_PASSWORD_FILE"), ("broker-access", "ORDERS_AMQP_PASSWORD_FILE")):
+        service = resolved[name]
+        assert volumes.on_host(service["environment"][variable], service).read_text() == chosen, name
+    grafana = resolved["grafana"]
+    made = volumes.on_host(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"], grafana)
+    assert made.read_text() == f"{chosen}-too"
+
+    keys_environment = {key: str(value) for key, value in compose_services["keys"]["environment"].items()}
+    for refused in ("orders", "guest"):
+        with pytest.raises(SystemExit, match="RABBITMQ_ORDERS_PASSWORD is a development value"):
+            KeyVolumes.made_by_the_keys_job(
+                compose_services,
+                tmp_path / refused,
+                {**keys_environment, "RABBITMQ_ORDERS_PASSWORD": refused},
+            )
+
+
+def test_the_keys_job_runs_as_root_with_only_the_rights_to_hand_files_out(
+    compose_services: dict[str, Json],
+) -> None:
+    keys_job = compose_services[keys_job_name(compose_services)]
+    assert runs_as(keys_job) == "0:0"
+    assert keys_job["cap_drop"] == ["ALL"]
+    assert set(keys_job["cap_add"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER"}
+    # Its token keys are the services' to read, who run as the images' user.
+    job = keys_job_of(compose_services)
+    assert str(job.owner) == runs_as(compose_services["web"]) == runs_as(compose_services["orders"])
+
+
+def test_the_servers_read_their_passwords_from_files_after_the_keys_job(
+    compose_services: dict[str, Json],
+) -> None:
+    postgres = compose_services["postgres"]["environment"]
+    assert "POSTGRES_PASSWORD_FILE" in postgres
+    assert "POSTGRES_PASSWORD" not in postgres
+    rabbitmq = compose_services["rabbitmq"]["environment"]
+    # RabbitMQ reads it as rabbitmq.conf (by its extension), then conf.d's files, which name no user.
+    assert PurePosixPath(rabbitmq["RABBITMQ_CONFIG_FILE"]).suffix == ".conf"
+    assert not {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"} & set(rabbitmq)
+    assert "default_" not in RABBITMQ_CONFIG.read_text()
+    grafana = compose_services["grafana"]["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD__FILE" in grafana
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana
+    keys_name = keys_job_name(compose_services)
+    for name, service in compose_services.items():
+        if secret_files(service):
+            assert service["depends_on"][keys_name]["condition"] == "service_completed_successfully", (
+                f"{name} may start before its passwords are made"
+            )
 
 
 def test_key_files_are_in_the_volumes_the_keys_job_fills(
@@ -230,7 +524,7 @@ def test_key_files_are_in_the_volumes_the_keys_job_fills(
 ) -> None:
     """Run the keys job's command on stand-in volumes; every *_FILE a service names is then there."""
     volumes = KeyVolumes.made_by_the_keys_job(compose_services, tmp_path)
-    keys_job = compose_services["keys"]
+    keys_job = compose_services[keys_job_name(compose_services)]
 
     for name, (service, _) in workspace_services(compose_services).items():
         if service is keys_job:
@@ -246,15 +540,15 @@ def test_key_files_are_in_the_volumes_the_keys_job_fills(
                 )
 
 
-def test_urls_name_the_servers_their_credentials_and_the_init_scripts_databases(
+def test_urls_name_the_servers_their_users_and_the_init_scripts_databases(
     compose_services: dict[str, Json],
 ) -> None:
     postgres = compose_services["postgres"]
-    rabbitmq = compose_services["rabbitmq"]["environment"]
     init = PostgresInit.read()
     mounted = {
         Path(source): PurePosixPath(target)
         for source, target, *_ in (str(entry).split(":") for entry in postgres["volumes"])
+        if source.startswith(("/", "."))
     }
     # The image runs what is in docker-entrypoint-initdb.d; the runner reads the statements where
     # they are mounted.
@@ -266,7 +560,11 @@ def test_urls_name_the_servers_their_credentials_and_the_init_scripts_databases(
     assert mounted[POSTGRES_INIT].parent != PurePosixPath("/docker-entrypoint-initdb.d"), (
         "the image would run the statements without their passwords"
     )
+    # The runner reads each role's password from a file the postgres service names.
+    assert set(init.password_files.values()) <= set(secret_files(postgres))
 
+    (job_name,) = broker_access_jobs(compose_services)
+    administrator = compose_services[job_name]["environment"][ADMIN_USER_VARIABLE]
     roles: dict[str, str] = {}
     for name, (service, code) in workspace_services(compose_services).items():
         environment = service.get("environment", {})
@@ -282,14 +580,11 @@ def test_urls_name_the_servers_their_credentials_and_the_init_scripts_databases(
             assert url.username != postgres["environment"]["POSTGRES_USER"], (
                 f"{name} connects as the superuser"
             )
-            # The very password the runner gives the role.
-            variable = init.variables[owner.password_variable]
-            assert url.password == postgres["environment"][variable], f"{name}'s password is not {variable}"
             assert roles.setdefault(code.name, owner.name) == owner.name, "a service's job and process differ"
         if "AMQP_URL" in environment:
             url = urlsplit(environment["AMQP_URL"])
             assert (url.hostname, url.port) == ("rabbitmq", 5672), name
-            assert url.username != rabbitmq["RABBITMQ_DEFAULT_USER"], f"{name} connects as the administrator"
+            assert url.username != administrator, f"{name} connects as the administrator"
     assert len(set(roles.values())) == len(roles) == len(SERVICES), f"one role per service: {roles}"
     assert {init.roles[role].database for role in roles.values()} <= init.closed, (
         "every role may still connect to another service's database"
@@ -305,11 +600,11 @@ def test_each_service_connects_as_its_own_user_which_the_access_job_makes(
     for role in SERVICE_ROLES:
         service = compose_services[role.service]
         amqp_url = service["environment"]["AMQP_URL"]
-        # The very URL: the job makes this user, with this password, in this vhost.
+        # The very URL: the job makes this user, in this vhost (with the password of the same file's).
         assert job[role.amqp_url_variable] == amqp_url, (
             f"{role.service} connects as a user the job does not make"
         )
-        users[role.service] = BrokerUser.from_amqp_url(amqp_url).name
+        users[role.service] = str(urlsplit(amqp_url).username)
         assert job_name in service["depends_on"], f"{role.service} may connect before its user exists"
     assert len(set(users.values())) == len(users), f"the services share a broker user: {users}"
     for name, (service, code) in workspace_services(compose_services).items():
@@ -318,14 +613,16 @@ def test_each_service_connects_as_its_own_user_which_the_access_job_makes(
 
 
 def test_the_access_job_runs_as_the_administrator_on_the_brokers_names(
-    compose_services: dict[str, Json],
+    compose_services: dict[str, Json], tmp_path: Path
 ) -> None:
     (job_name,) = broker_access_jobs(compose_services)
-    environment = {key: str(value) for key, value in compose_services[job_name]["environment"].items()}
+    service = compose_services[job_name]
+    environment = {key: str(value) for key, value in service["environment"].items()}
     rabbitmq = compose_services["rabbitmq"]
     assert set(environment) <= set(ENVIRONMENT_VARIABLES), "a variable the entry point does not read"
 
-    job = AccessJob.from_environment(environment)
+    volumes = KeyVolumes.made_by_the_keys_job(compose_services, tmp_path)
+    job = AccessJob.from_environment(volumes.environment_of(service))
 
     management = urlsplit(job.management_url)
     # The management UI's port in the container: `HOST:PORT:CONTAINER_PORT/PROTOCOL`, or the long form.
@@ -335,15 +632,21 @@ def test_the_access_job_runs_as_the_administrator_on_the_brokers_names(
     }
     assert management.hostname == "rabbitmq"
     assert management.port in listening, "the job asks another port than the management UI's"
-    administrator = rabbitmq["environment"]
+    administrator = rabbitmq_administrator(compose_services, volumes)
     assert (job.admin_user, job.admin_password) == (
-        administrator["RABBITMQ_DEFAULT_USER"],
-        administrator["RABBITMQ_DEFAULT_PASS"],
+        administrator["default_user"],
+        administrator["default_pass"],
     )
+    # The users it makes have the passwords their services read.
+    for role, user in job.users:
+        mapped = volumes.environment_of(compose_services[role.service])
+        assert user.password == read_password_file(Path(mapped["AMQP_PASSWORD_FILE"])), role.service
     # The job's rights must name what the services declare: the same prefixes.
     for role in SERVICE_ROLES:
-        service = compose_services[role.service]["environment"]
-        assert environment.get("BROKER_PREFIX", "") == service.get("BROKER_PREFIX", ""), role.service
+        service_environment = compose_services[role.service]["environment"]
+        assert environment.get("BROKER_PREFIX", "") == service_environment.get("BROKER_PREFIX", ""), (
+            role.service
+        )
     delivery = compose_services["delivery"]["environment"]
     assert environment.get("LEGACY_QUEUE_PREFIX") == delivery.get("LEGACY_QUEUE_PREFIX")
     assert {"rabbitmq", "delivery-migrate"} <= set(compose_services[job_name]["depends_on"])
@@ -378,18 +681,6 @@ def test_the_console_calls_the_apis_at_their_container_ports(compose_services: d
         assert url.port == parse_dockerfile(SERVICES[target].dockerfile).port
 
 
-def settings_from(
-    environment: dict[str, str], code: ServiceCode, monkeypatch: pytest.MonkeyPatch, where: Path
-) -> ServiceSettings:
-    """The service's settings with only these variables: nothing from this shell, no .env."""
-    for variable in environment_names(code.settings):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.chdir(where)
-    for variable, value in environment.items():
-        monkeypatch.setenv(variable, value)
-    return code.settings()
-
-
 def demo_accounts_on(environment: dict[str, Any]) -> bool:
     return "DEMO_ACCOUNTS" in environment and TypeAdapter(bool).validate_python(environment["DEMO_ACCOUNTS"])
 
@@ -406,9 +697,11 @@ def demo_services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Json]:
 def test_the_console_of_compose_yaml_runs_in_production_without_demo_accounts(
     compose_services: dict[str, Json], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    environment = {key: str(value) for key, value in compose_services["web"]["environment"].items()}
+    volumes = KeyVolumes.made_by_the_keys_job(compose_services, tmp_path / "volumes")
+    environment = volumes.environment_of(compose_services["web"])
     assert environment["ENVIRONMENT"] == "production"
-    settings = settings_from(environment, SERVICES["web"], monkeypatch, tmp_path)
+    (tmp_path / "work").mkdir()
+    settings = settings_from(environment, SERVICES["web"], monkeypatch, tmp_path / "work")
     assert isinstance(settings, WebSettings)
     assert not settings.seeds_demo_accounts, "anyone reaching the gateway could sign in as the shop manager"
 
@@ -498,7 +791,7 @@ def test_the_services_believe_forwarded_headers_only_from_the_gateway(
 
 
 def test_the_observability_tools_face_the_hosts_loopback_only_and_grafana_asks_for_a_password(
-    compose_services: dict[str, Json], tmp_path: Path
+    compose_services: dict[str, Json],
 ) -> None:
     tools = {
         name: service
@@ -514,11 +807,5 @@ def test_the_observability_tools_face_the_hosts_loopback_only_and_grafana_asks_f
 
     grafana = compose_services["grafana"]["environment"]
     assert not TypeAdapter(bool).validate_python(grafana.get("GF_AUTH_ANONYMOUS_ENABLED", "false"))
-    written = raw_compose()["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
-    variable = re.fullmatch(r"\$\{(\w+):-[^}]+\}", str(written))
-    assert variable, f"Grafana's password is {written}, not a variable with a development default"
-    chosen = "chosen-by-the-operator"
-    env_file = tmp_path / "chosen.env"
-    env_file.write_text(f"{variable.group(1)}={chosen}\n")
-    resolved = resolve_compose(env_file)["services"]["grafana"]["environment"]
-    assert resolved["GF_SECURITY_ADMIN_PASSWORD"] == chosen
+    # Its admin's password is a file of the keys job's (see the tests of the passwords above).
+    assert "GF_SECURITY_ADMIN_PASSWORD__FILE" in secret_files(compose_services["grafana"])

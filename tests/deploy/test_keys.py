@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import uuid
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.keys import main as make_keys
+from deliveryhub_kit.passwords import DEVELOPMENT_PASSWORDS
 from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_kit.tokens import TokenIssuer, TokenVerifier
 from deliveryhub_orders.settings import OrdersSettings
@@ -32,6 +34,15 @@ def contents(directory: Path) -> dict[str, str]:
     return {path.name: path.read_text() for path in directory.iterdir() if not path.name.startswith(".")}
 
 
+def me() -> str:
+    """The owner to hand files to here: a process that is not root can give them to itself only."""
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+# Production's database login, as compose gives it: the role in the URL, its password in a file.
+DATABASE_URL = "postgresql://orders@postgres:5432/orders"
+
+
 def test_the_keys_job_makes_the_pair_and_the_session_secret_once(tmp_path: Path) -> None:
     private, public = tmp_path / "keys", tmp_path / "public-keys"
 
@@ -49,13 +60,27 @@ def test_the_keys_job_makes_the_pair_and_the_session_secret_once(tmp_path: Path)
 
 def test_the_services_verify_what_the_console_signs_with_the_files_of_the_job(tmp_path: Path) -> None:
     private, public = tmp_path / "keys", tmp_path / "public-keys"
-    make_keys([str(private), str(public)])
+    passwords, readers = tmp_path / "passwords", tmp_path / "secrets"
+    make_keys(
+        [
+            *(str(private), str(public), "--passwords", str(passwords)),
+            *("--give", str(readers), me(), "postgres-orders-password"),
+        ],
+        {},
+    )
     web = WebSettings(
         environment="production",
+        database_url=DATABASE_URL,
+        database_password_file=readers / "postgres-orders-password",
         jwt_private_key_file=private / "jwt-private.pem",
         session_secret_file=private / "session-secret",
     )
-    orders = OrdersSettings(environment="production", jwt_public_key_file=public / "jwt-public.pem")
+    orders = OrdersSettings(
+        environment="production",
+        database_url=DATABASE_URL,
+        database_password_file=readers / "postgres-orders-password",
+        jwt_public_key_file=public / "jwt-public.pem",
+    )
     principal = Principal(subject=uuid.uuid4(), role=Role.CUSTOMER)
 
     token = TokenIssuer(web.private_key_pem(), issuer=web.jwt_issuer, audience=web.jwt_audience).issue(
@@ -78,6 +103,7 @@ def test_production_takes_the_session_secret_from_a_file(
     make_keys([str(tmp_path / "keys")])
     secret_file = tmp_path / "keys" / "session-secret"
     monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://web:a-password-of-its-own@postgres:5432/web")
     monkeypatch.setenv("JWT_PRIVATE_KEY_FILE", str(tmp_path / "keys" / "jwt-private.pem"))
     monkeypatch.setenv("SESSION_SECRET_FILE", str(secret_file))
 
@@ -91,6 +117,7 @@ def test_a_session_secret_file_too_short_is_refused_when_read(
     short = tmp_path / "short"
     short.write_text("s" * 31 + "\n")
     monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://web:a-password-of-its-own@postgres:5432/web")
     monkeypatch.setenv("JWT_PRIVATE_KEY_FILE", str(tmp_path / "keys" / "jwt-private.pem"))
     monkeypatch.setenv("SESSION_SECRET_FILE", str(short))
 
@@ -111,3 +138,96 @@ def test_production_without_any_session_secret_names_both_ways(
         WebSettings()
     assert "SESSION_SECRET_FILE" in environment_names(WebSettings)
     assert "SESSION_SECRET_FILE" not in environment_names(ServiceSettings), "only the console signs sessions"
+
+
+def hand_out(root: Path, environment: dict[str, str] | None = None) -> None:
+    """The keys job with passwords for three readers, as compose runs it (every owner mine here)."""
+    make_keys(
+        [
+            *(str(root / "keys"), str(root / "public-keys"), "--passwords", str(root / "passwords")),
+            *("--give", str(root / "postgres"), me(), "postgres-password,postgres-orders-password"),
+            *("--give", str(root / "orders"), me(), "postgres-orders-password,rabbitmq-orders-password"),
+            *("--rabbitmq-administrator", str(root / "rabbitmq" / "administrator.conf"), me()),
+            *("deliveryhub", "rabbitmq-password"),
+        ],
+        environment or {},
+    )
+
+
+def test_the_keys_job_makes_each_password_once_and_gives_each_reader_only_its_own(tmp_path: Path) -> None:
+    hand_out(tmp_path)
+    store = contents(tmp_path / "passwords")
+    hand_out(tmp_path)
+
+    assert contents(tmp_path / "passwords") == store, "a later start must keep the passwords the roles have"
+    assert set(store) == {
+        "postgres-password",
+        "postgres-orders-password",
+        "rabbitmq-orders-password",
+        "rabbitmq-password",
+    }
+    assert len(set(store.values())) == len(store)
+    for password in store.values():
+        assert len(password) >= 32
+        assert password not in DEVELOPMENT_PASSWORDS
+    assert contents(tmp_path / "postgres") == {
+        name: store[name] for name in ("postgres-password", "postgres-orders-password")
+    }
+    assert contents(tmp_path / "orders") == {
+        name: store[name] for name in ("postgres-orders-password", "rabbitmq-orders-password")
+    }
+    assert contents(tmp_path / "rabbitmq") == {
+        "administrator.conf": f"default_user = deliveryhub\ndefault_pass = {store['rabbitmq-password']}\n"
+    }
+    for folder in ("passwords", "postgres", "orders", "rabbitmq"):
+        assert stat.S_IMODE((tmp_path / folder).stat().st_mode) == 0o700, folder
+        for path in (tmp_path / folder).iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_a_password_in_the_environment_wins_and_stays_when_it_is_unset_again(tmp_path: Path) -> None:
+    chosen = "the-operators-own.1"
+    hand_out(tmp_path)
+    hand_out(tmp_path, {"POSTGRES_ORDERS_PASSWORD": chosen})
+
+    assert (tmp_path / "orders" / "postgres-orders-password").read_text() == chosen
+    assert (tmp_path / "postgres" / "postgres-orders-password").read_text() == chosen
+    hand_out(tmp_path)
+    assert (tmp_path / "orders" / "postgres-orders-password").read_text() == chosen
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("deliveryhub", "RABBITMQ_PASSWORD is a development value"),
+        ("guest", "RABBITMQ_PASSWORD is a development value"),
+        ("with space", "RABBITMQ_PASSWORD may hold letters, digits and -._~ only"),
+        ("with#hash", "RABBITMQ_PASSWORD may hold letters, digits and -._~ only"),
+    ],
+)
+def test_an_operators_password_the_job_cannot_use_is_refused_by_name(
+    value: str, says: str, tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit, match=re.escape(says)):
+        hand_out(tmp_path, {"RABBITMQ_PASSWORD": value})
+    assert not (tmp_path / "rabbitmq").exists(), "nothing is handed out before every password is settled"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["--give", "/secrets", "10001:10001", "a-password"], "need --passwords"),
+        (["--passwords", "/p", "--give", "/secrets", "deliveryhub", "a-password"], "UID:GID in numbers"),
+        (["--passwords", "/p", "--give", "/secrets", "1:1", "A_Password"], "lowercase words joined by -"),
+        (["--passwords", "/p", "--give", "/secrets", "1:1"], "expected 3 arguments"),
+        (
+            ["--passwords", "/p", "--rabbitmq-administrator", "/r/a.conf", "1:1", "admin user", "a-password"],
+            "letters, digits and ._- only",
+        ),
+    ],
+)
+def test_a_command_line_the_job_cannot_read_is_refused_with_the_usage(
+    arguments: list[str], says: str
+) -> None:
+    with pytest.raises(SystemExit, match=f"(?s)usage: python -m deliveryhub_kit.keys PRIVATE_DIR.*{says}"):
+        make_keys(["/keys", *arguments], {})

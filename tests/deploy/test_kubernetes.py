@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from deliveryhub_kit.broker_access import (
-    ADMIN_PASSWORD_VARIABLE,
+    ADMIN_PASSWORD_FILE_VARIABLE,
     ENVIRONMENT_VARIABLES,
     SERVICE_ROLES,
     AccessJob,
-    BrokerUser,
 )
+from deliveryhub_kit.passwords import password_in
 
 from .artifacts import (
     BROKER_ACCESS_COMMAND,
@@ -101,6 +101,51 @@ def secret_of(container: Json, name: str) -> tuple[str, str]:
     (variable,) = [variable for variable in container.get("env", []) if variable["name"] == name]
     reference = variable["valueFrom"]["secretKeyRef"]
     return reference["name"], reference["key"]
+
+
+def mounted_secrets(workload: Json, container: Json) -> dict[PurePosixPath, tuple[str, str]]:
+    """Each file the container finds in a mounted secret (or a projection of several): its path,
+    and the secret and key it comes from."""
+    volumes = {volume["name"]: volume for volume in workload["spec"]["template"]["spec"]["volumes"]}
+    files: dict[PurePosixPath, tuple[str, str]] = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "secret" in volume:
+            sources = [{"name": volume["secret"]["secretName"], "items": volume["secret"]["items"]}]
+        elif "projected" in volume:
+            sources = [source["secret"] for source in volume["projected"]["sources"]]
+        else:
+            continue
+        for source in sources:
+            for item in source["items"]:
+                files[PurePosixPath(mount["mountPath"]) / item["path"]] = (source["name"], item["key"])
+    return files
+
+
+def file_secret(workload: Json, variable: str) -> tuple[str, str]:
+    """The secret and key of the file a *_FILE variable of the workload's container names."""
+    container = container_of(workload)
+    path = PurePosixPath(environment_of(container)[variable])
+    files = mounted_secrets(workload, container)
+    assert path in files, f"{variable} names {path}, which no mounted secret holds"
+    return files[path]
+
+
+def with_stand_ins(workload: Json, folder: Path) -> dict[str, str]:
+    """The container's variables, each *_FILE pointing at a file here holding the example secret's value."""
+    environment = environment_of(container_of(workload))
+    secrets = example_secret_values()
+    for variable in [name for name in environment if name.endswith("_FILE")]:
+        key = file_secret(workload, variable)
+        assert key in secrets, f"{variable} comes from {key}, which the example secret lacks"
+        stand_in = folder / variable
+        stand_in.write_text(secrets[key])
+        environment[variable] = str(stand_in)
+    return environment
+
+
+# The secrets that hold passwords: each service's own, and the broker administrator's.
+PASSWORD_SECRETS = {f"deliveryhub-{name}-passwords": name for name in SERVICES}
 
 
 def test_kubernetes_validate_accepts_every_manifest() -> None:
@@ -197,33 +242,25 @@ def test_the_environment_is_what_the_settings_read_and_files_are_mounted(
     assert ("AMQP_URL" in environment) == uses_broker(code)
     assert environment["ENVIRONMENT"] == "production"
 
-    volumes = {volume["name"]: volume for volume in deployment["spec"]["template"]["spec"]["volumes"]}
-    secrets = example_secret_values()
-    stand_ins: dict[str, str] = {}
-    for variable, value in environment.items():
-        if not variable.endswith("_FILE"):
-            continue
-        path = PurePosixPath(value)
-        mounts = [m for m in container["volumeMounts"] if path.is_relative_to(m["mountPath"])]
-        assert mounts, f"{service}'s {variable} is in no mounted volume"
-        secret = volumes[mounts[0]["name"]]["secret"]
-        items = {item["path"]: item["key"] for item in secret["items"]}
-        key = items.get(str(path.relative_to(mounts[0]["mountPath"])))
-        assert (secret["secretName"], key) in secrets, f"{service}'s {variable} names no key of a secret"
-        stand_in = tmp_path / variable
-        stand_in.write_text("x" * 64)
-        stand_ins[variable] = str(stand_in)
+    assert "DATABASE_PASSWORD_FILE" in environment
+    assert ("AMQP_PASSWORD_FILE" in environment) == uses_broker(code)
+    mounted = mounted_secrets(deployment, container)
     if service != "web":
-        for volume in volumes.values():
-            keys = {item["key"] for item in volume.get("secret", {}).get("items", [{"key": ""}])}
-            assert "jwt-private.pem" not in keys, f"{service} mounts the private key"
+        assert ("deliveryhub-token-keys", "jwt-private.pem") not in mounted.values(), (
+            f"{service} mounts the private key"
+        )
+    # Of the passwords, its own alone.
+    for secret, _ in mounted.values():
+        assert PASSWORD_SECRETS.get(secret, service) == service, f"{service} mounts {secret}"
 
     for variable in readable:
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.chdir(tmp_path)
-    for variable, value in {**environment, **stand_ins}.items():
+    for variable, value in with_stand_ins(deployment, tmp_path).items():
         monkeypatch.setenv(variable, value)
-    code.settings()
+    settings = code.settings()
+    # The password in effect is its file's.
+    assert password_in(settings.database_url) == (tmp_path / "DATABASE_PASSWORD_FILE").read_text()
 
 
 def ingress_route(request_path: str) -> str | None:
@@ -296,19 +333,28 @@ def test_the_migration_jobs_run_what_compose_runs(compose_services: dict[str, Js
     for job in jobs:
         service = job["metadata"]["name"].removesuffix("-migrate")
         container = container_of(job)
-        assert container["image"] == container_of(one("Deployment", service))["image"]
+        deployment = one("Deployment", service)
+        assert container["image"] == container_of(deployment)["image"]
         assert container["command"] == compose_jobs[service]
-        assert set(environment_of(container)) == {"DATABASE_URL"}
+        assert set(environment_of(container)) == {"DATABASE_URL", "DATABASE_PASSWORD_FILE"}
         assert (
             environment_of(container)["DATABASE_URL"]
-            == environment_of(container_of(one("Deployment", service)))["DATABASE_URL"]
+            == environment_of(container_of(deployment))["DATABASE_URL"]
         )
+        # Its service's database password, and nothing else of the service's.
+        assert file_secret(job, "DATABASE_PASSWORD_FILE") == file_secret(deployment, "DATABASE_PASSWORD_FILE")
+        assert list(mounted_secrets(job, container).values()) == [file_secret(job, "DATABASE_PASSWORD_FILE")]
+
+
+def migration_jobs() -> list[Json]:
+    return [d for d in base_resources() if d["kind"] == "Job" and d["metadata"]["name"].endswith("-migrate")]
 
 
 def test_each_service_connects_as_its_own_user_which_the_access_job_makes(
-    compose_services: dict[str, Json],
+    compose_services: dict[str, Json], tmp_path: Path
 ) -> None:
-    job = container_of(one("Job", "broker-access"))
+    job_object = one("Job", "broker-access")
+    job = container_of(job_object)
     (compose_job,) = broker_access_jobs(compose_services)
     compose_code = code_of(compose_services[compose_job])
     assert compose_code is not None
@@ -317,21 +363,32 @@ def test_each_service_connects_as_its_own_user_which_the_access_job_makes(
 
     environment = environment_of(job)
     assert set(environment) <= set(ENVIRONMENT_VARIABLES), "a variable the entry point does not read"
-    access = AccessJob.from_environment(environment)
+    access = AccessJob.from_environment(with_stand_ins(job_object, tmp_path))
     # The administrator's password comes from a secret of its own, which no service reads.
-    admin_secret, _ = secret_of(job, ADMIN_PASSWORD_VARIABLE)
-    for name in SERVICES:
-        variables = container_of(one("Deployment", name)).get("env", [])
+    admin_secret, _ = file_secret(job_object, ADMIN_PASSWORD_FILE_VARIABLE)
+    assert admin_secret not in PASSWORD_SECRETS
+    for workload in (*(one("Deployment", name) for name in SERVICES), *migration_jobs()):
+        container = container_of(workload)
+        variables = container.get("env", [])
         read = {variable.get("valueFrom", {}).get("secretKeyRef", {}).get("name") for variable in variables}
-        assert admin_secret not in read, f"{name} can read the broker administrator's password"
+        read |= {secret for secret, _ in mounted_secrets(workload, container).values()}
+        assert admin_secret not in read, (
+            f"{workload['metadata']['name']} can read the broker administrator's password"
+        )
+    # Of the services' secrets, the job reads their broker passwords alone.
+    for secret, key in mounted_secrets(job_object, job).values():
+        assert secret == admin_secret or key.startswith("rabbitmq-"), f"the job can read {secret}'s {key}"
 
     users: dict[str, str] = {}
     for role in SERVICE_ROLES:
         deployment = container_of(one("Deployment", role.service))
-        # The very secret key: the job makes the user, with the password, that the service connects as.
+        # The very secret keys: the job makes the user, with the password, that the service connects as.
         assert secret_of(job, role.amqp_url_variable) == secret_of(deployment, "AMQP_URL"), role.service
+        assert file_secret(job_object, role.amqp_password_file_variable) == file_secret(
+            one("Deployment", role.service), "AMQP_PASSWORD_FILE"
+        ), role.service
         deployed = environment_of(deployment)
-        users[role.service] = BrokerUser.from_amqp_url(deployed["AMQP_URL"]).name
+        users[role.service] = str(urlsplit(deployed["AMQP_URL"]).username)
         assert environment.get("BROKER_PREFIX", "") == deployed.get("BROKER_PREFIX", ""), role.service
     assert len(set(users.values())) == len(users), f"the services share a broker user: {users}"
     assert access.admin_user not in users.values()

@@ -1,19 +1,16 @@
 """The postgres init script run by psql on the tests' PostgreSQL (TEST_POSTGRES_URL), as the image
-runs it at first start: each service's role uses its own database and cannot even connect to
-another's.
+runs it at first start, each role's password read from the file its variable names: each service's
+role uses its own database and cannot even connect to another's.
 
 The script runs on names of this run (its roles and databases under a prefix), which are dropped at
 the end. A server that trusts local connections checks no password at sign-in, so each role's
 password is checked against the verifier the server stored; test_compose.py checks that each
-service connects with the password its role got.
+service's file and its role's hold one password.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import itertools
 import os
 import subprocess
@@ -27,6 +24,7 @@ import asyncpg
 import pytest
 
 from deliveryhub_kit.migrations import server_connection
+from tests.support.scram import scram_verifies
 
 from ..conftest import POSTGRES_SERVER_URL
 from .artifacts import POSTGRES_INIT_RUNNER, DatabaseRole, PostgresInit
@@ -38,6 +36,7 @@ class Initialized:
 
     init: PostgresInit
     prefix: str
+    # By the variable naming each password's file.
     passwords: dict[str, str]
 
     def name(self, name: str) -> str:
@@ -49,16 +48,28 @@ class Initialized:
             host=server.hostname or "127.0.0.1",
             port=server.port or 5432,
             user=self.name(role.name),
-            password=self.passwords[self.init.variables[role.password_variable]],
+            password=self.passwords[self.init.password_files[role.password_variable]],
             database=self.name(database),
             timeout=10,
         )
 
 
+def password_files(folder: Path, passwords: dict[str, str]) -> dict[str, str]:
+    """Each password in a file of its own, as an operator's editor leaves it (a line end after it),
+    by the variable that names the file."""
+    files: dict[str, str] = {}
+    for variable, password in passwords.items():
+        path = folder / variable.lower()
+        path.write_text(password + "\n")
+        files[variable] = str(path)
+    return files
+
+
 def run_the_init_script(
-    init: PostgresInit, prefix: str, folder: Path, passwords: dict[str, str]
+    init: PostgresInit, prefix: str, folder: Path, files: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """The runner as the image runs it, on the statements renamed for this run, against this server."""
+    """The runner as the image runs it, on the statements renamed for this run, against this server,
+    with `files` (by variable) for the password files."""
     statements = folder / "init-databases.sql"
     statements.write_text(init.renamed(prefix))
     runner = folder / "init-databases.sh"
@@ -70,23 +81,11 @@ def run_the_init_script(
         "PGHOST": server.hostname or "127.0.0.1",
         "PGPORT": str(server.port or 5432),
         "PGPASSWORD": unquote(server.password or ""),
-        **passwords,
+        **files,
     }
     return subprocess.run(
         ["sh", str(runner)], env=environment, capture_output=True, text=True, check=False, timeout=60
     )
-
-
-def scram_verifies(verifier: str, password: str) -> bool:
-    """Whether PostgreSQL's SCRAM-SHA-256 verifier (RFC 5802's stored key) was made from `password`."""
-    method, _, rest = verifier.partition("$")
-    assert method == "SCRAM-SHA-256", verifier
-    iterations_and_salt, _, keys = rest.partition("$")
-    iterations, _, salt = iterations_and_salt.partition(":")
-    stored_key = keys.partition(":")[0]
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    return hmac.compare_digest(hashlib.sha256(client_key).digest(), base64.b64decode(stored_key))
 
 
 async def drop_everything(init: PostgresInit, prefix: str) -> None:
@@ -103,10 +102,10 @@ def initialized(tmp_path: Path) -> Iterator[Initialized]:
     prefix = f"dh_init_{uuid.uuid4().hex[:8]}_"
     # Quotes and spaces too: psql must pass each password as one literal.
     passwords = {
-        variable: f"it's {variable.lower()} {uuid.uuid4().hex}" for variable in init.variables.values()
+        variable: f"it's {variable.lower()} {uuid.uuid4().hex}" for variable in init.password_files.values()
     }
     try:
-        result = run_the_init_script(init, prefix, tmp_path, passwords)
+        result = run_the_init_script(init, prefix, tmp_path, password_files(tmp_path, passwords))
         assert result.returncode == 0, result.stdout + result.stderr
         yield Initialized(init, prefix, passwords)
     finally:
@@ -145,7 +144,7 @@ def test_each_role_has_the_password_the_runner_gave_it(initialized: Initialized)
 
     made = asyncio.run(verifiers())
     for role in initialized.init.roles.values():
-        password = initialized.passwords[initialized.init.variables[role.password_variable]]
+        password = initialized.passwords[initialized.init.password_files[role.password_variable]]
         assert scram_verifies(made[initialized.name(role.name)], password), role.name
 
 
@@ -158,13 +157,21 @@ def test_no_services_role_can_connect_to_another_services_database(initialized: 
     asyncio.run(check())
 
 
-def test_without_a_password_the_init_script_makes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lacking", ["no variable", "no file", "an empty file"])
+def test_without_a_password_the_init_script_makes_nothing(lacking: str, tmp_path: Path) -> None:
     """A role must never be made without its password: the first start stops instead."""
     init = PostgresInit.read()
     prefix = f"dh_init_{uuid.uuid4().hex[:8]}_"
-    passwords = {variable: uuid.uuid4().hex for variable in init.variables.values()}
-    missing = sorted(passwords)[0]
-    del passwords[missing]
+    files = password_files(
+        tmp_path, {variable: uuid.uuid4().hex for variable in init.password_files.values()}
+    )
+    missing = sorted(files)[-1]
+    if lacking == "no variable":
+        del files[missing]
+    elif lacking == "no file":
+        Path(files[missing]).unlink()
+    else:
+        Path(files[missing]).write_text("\n")
 
     async def made() -> list[str]:
         async with server_connection(POSTGRES_SERVER_URL + "/postgres") as connection:
@@ -172,9 +179,9 @@ def test_without_a_password_the_init_script_makes_nothing(tmp_path: Path) -> Non
             return [row["rolname"] for row in rows]
 
     try:
-        result = run_the_init_script(init, prefix, tmp_path, passwords)
+        result = run_the_init_script(init, prefix, tmp_path, files)
         assert result.returncode != 0
-        assert missing in result.stderr
+        assert (missing if lacking != "no file" else files[missing]) in result.stderr
         assert asyncio.run(made()) == []
     finally:
         asyncio.run(drop_everything(init, prefix))
