@@ -123,9 +123,16 @@ def test_the_whole_story_ends_delivered(system: System) -> None:
 
 def test_a_customer_cancels_and_the_delivery_follows(system: System) -> None:
     customer = system.auth(Role.CUSTOMER)
+    unpaid: str = ok(system.orders.post("/api/orders", json=order_body(), headers=customer), 201)["id"]
+    assert ok(system.orders.post(f"/api/orders/{unpaid}/cancel", headers=customer))["status"] == "canceled"
+    delivery_status(system, unpaid, "canceled")
+
+    # A paid order's cancel is asked of the delivery service, which cancels the delivery.
     order_id = place_paid_order(system, customer)
-    assert ok(system.orders.post(f"/api/orders/{order_id}/cancel", headers=customer))["status"] == "canceled"
+    requested = system.orders.post(f"/api/orders/{order_id}/cancel", headers=customer)
+    assert ok(requested, 202)["status"] == "canceling"
     delivery_status(system, order_id, "canceled")
+    order_status(system, order_id, "canceled", customer)
     assert refused(system.orders.post(f"/api/orders/{order_id}/pay", headers=customer), 409)["error"] == (
         "invalid_transition"
     )

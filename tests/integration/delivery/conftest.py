@@ -19,6 +19,7 @@ from deliveryhub_contracts.events import (
     ORDERS_SOURCE,
     Envelope,
     OrderCanceled,
+    OrderCancelRequested,
     OrderCreated,
     OrderPaid,
     Payload,
@@ -225,6 +226,11 @@ class OrderEvents:
 
     def canceled(self, order_id: uuid.UUID, *, version: int, reason: str = "changed my mind") -> Envelope:
         return self.envelope(OrderCanceled(order_id=order_id, version=version, reason=reason))
+
+    def cancel_requested(
+        self, order_id: uuid.UUID, *, version: int = 3, reason: str = "canceled by the customer"
+    ) -> Envelope:
+        return self.envelope(OrderCancelRequested(order_id=order_id, version=version, reason=reason))
 
     @staticmethod
     def envelope(payload: Payload) -> Envelope:

@@ -169,12 +169,16 @@ async def test_appointing_a_courier_to_an_activated_delivery_announces_it(
     assert event["data"] == {
         "order_id": str(order_id),
         "deliveryman": {"id": str(ZUEV), "name": "Зуев Андрей Сергеевич"},
+        "version": 3,  # created, activated, appointed
     }
 
-    # Another courier can be appointed instead while the delivery is still on its way.
+    # Another courier can be appointed instead while the delivery is still on its way; the event
+    # of the re-appointment carries the later version.
     await appoint(delivery.client, tokens, order_id, KUDZH)
     shown = await delivery.client.get(f"/api/delivery/{order_id}", headers=tokens.manager())
     assert shown.json()["deliveryman"]["id"] == str(KUDZH)
+    [again] = await tap.take(1)
+    assert json.loads(again.body)["data"]["version"] == 4
 
 
 async def test_appointing_to_a_delivery_that_is_not_activated_is_a_conflict(

@@ -209,6 +209,62 @@ async def test_a_canceled_order_does_not_undo_a_finished_delivery(
     assert done.status == "done"
 
 
+async def test_a_requested_cancel_cancels_an_open_delivery_and_announces_it(
+    delivery: RunningDelivery,
+    publish_event: PublishEvent,
+    order_events: OrderEvents,
+    delivery_records: DeliveryRecords,
+    amqp: Amqp,
+    wait_for: WaitFor,
+) -> None:
+    tap = await amqp.tap("delivery.*")
+    order_id = uuid.uuid4()
+    await publish_event(order_events.created(order_id))
+    await publish_event(order_events.paid(order_id, version=2))
+
+    await publish_event(order_events.cancel_requested(order_id, version=3))
+
+    [message] = await tap.take(1)
+    event = json.loads(message.body)
+    assert message.routing_key == "delivery.canceled"
+    assert event["data"] == {"order_id": str(order_id), "reason": "canceled by the customer", "version": 3}
+    canceled = await delivery_records.get(order_id)
+    assert canceled is not None
+    assert canceled.status == "canceled"
+
+
+async def test_a_requested_cancel_of_a_finished_delivery_changes_nothing(
+    delivery: RunningDelivery,
+    publish_event: PublishEvent,
+    order_events: OrderEvents,
+    delivery_records: DeliveryRecords,
+    settle_order_events: Settle,
+    tokens: Tokens,
+) -> None:
+    order_id = uuid.uuid4()
+    await publish_event(order_events.created(order_id))
+    await publish_event(order_events.paid(order_id, version=2))
+    await settle_order_events()
+    manager = tokens.manager()
+    appointed = await delivery.client.post(
+        f"/api/delivery/{order_id}/appoint", json={"deliveryman_id": str(COURIER_ZUEV)}, headers=manager
+    )
+    assert appointed.status_code == 200
+    finished = await delivery.client.post(f"/api/delivery/{order_id}/finish", headers=manager)
+    assert finished.status_code == 200
+    announced = [row.routing_key for row in await delivery_records.outbox()]
+    assert announced == ["delivery.appointed", "delivery.finished"]
+
+    await publish_event(order_events.cancel_requested(order_id, version=3))
+    await settle_order_events()
+
+    done = await delivery_records.get(order_id)
+    assert done is not None
+    assert (done.status, done.version) == ("done", 4)
+    # The orders service learns the cancel came too late from delivery.finished, sent already.
+    assert [row.routing_key for row in await delivery_records.outbox()] == announced
+
+
 def _valid_envelope(order_events: OrderEvents, **changes: object) -> bytes:
     attributes = json.loads(order_events.created(uuid.uuid4()).to_json())
     attributes.update(changes)

@@ -220,18 +220,31 @@ async def orders_records(orders_database_url: str) -> AsyncIterator[OrdersRecord
 class DeliveryEvents:
     """The delivery service's CloudEvents, built as it builds them."""
 
-    def appointed(self, order_id: uuid.UUID | str, deliveryman: Deliveryman = LAPTEV) -> Envelope:
-        return self.envelope(DeliveryAppointed(order_id=uuid.UUID(str(order_id)), deliveryman=deliveryman))
+    def appointed(
+        self, order_id: uuid.UUID | str, deliveryman: Deliveryman = LAPTEV, version: int = 3
+    ) -> Envelope:
+        return self.envelope(
+            DeliveryAppointed(order_id=uuid.UUID(str(order_id)), deliveryman=deliveryman, version=version)
+        )
 
-    def finished(self, order_id: uuid.UUID | str, deliveryman: Deliveryman = LAPTEV) -> Envelope:
+    def finished(
+        self, order_id: uuid.UUID | str, deliveryman: Deliveryman = LAPTEV, version: int = 4
+    ) -> Envelope:
         return self.envelope(
             DeliveryFinished(
-                order_id=uuid.UUID(str(order_id)), deliveryman_id=deliveryman.id, finished_at=utcnow()
+                order_id=uuid.UUID(str(order_id)),
+                deliveryman_id=deliveryman.id,
+                finished_at=utcnow(),
+                version=version,
             )
         )
 
-    def canceled(self, order_id: uuid.UUID | str, reason: str = "canceled by the shop manager") -> Envelope:
-        return self.envelope(DeliveryCanceled(order_id=uuid.UUID(str(order_id)), reason=reason))
+    def canceled(
+        self, order_id: uuid.UUID | str, reason: str = "canceled by the shop manager", version: int = 4
+    ) -> Envelope:
+        return self.envelope(
+            DeliveryCanceled(order_id=uuid.UUID(str(order_id)), reason=reason, version=version)
+        )
 
     @staticmethod
     def envelope(payload: Payload) -> Envelope:

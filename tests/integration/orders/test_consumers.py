@@ -106,14 +106,14 @@ async def test_delivery_canceled_cancels_the_order(
     assert stored.cancel_reason == "the address does not exist"
 
 
-async def test_a_canceled_order_stays_canceled_when_the_delivery_finishes(
+async def test_an_unpaid_canceled_order_stays_canceled_when_a_delivery_finishes(
     orders: RunningOrders,
     customer: Customer,
     publish_event: PublishEvent,
     delivery_events: DeliveryEvents,
     settle_delivery_events: Settle,
 ) -> None:
-    order = await paid_order(customer)
+    order = await customer.place_order()
     canceled = await customer.client.post(f"/api/orders/{order['id']}/cancel", headers=customer.headers)
     assert canceled.status_code == 200, canceled.text
 
@@ -121,6 +121,66 @@ async def test_a_canceled_order_stays_canceled_when_the_delivery_finishes(
     await settle_delivery_events()
 
     assert (await customer.get_order(order["id"]))["status"] == "canceled"
+
+
+async def test_a_paid_orders_cancel_is_requested_and_a_finished_delivery_refuses_it(
+    orders: RunningOrders,
+    customer: Customer,
+    publish_event: PublishEvent,
+    delivery_events: DeliveryEvents,
+    wait_for: WaitFor,
+) -> None:
+    order = await paid_order(customer)
+    requested = await customer.client.post(f"/api/orders/{order['id']}/cancel", headers=customer.headers)
+    assert requested.status_code == 202, requested.text
+    assert requested.json()["status"] == "canceling"
+    assert requested.json()["cancel_requested_at"] is not None
+
+    await publish_event(delivery_events.finished(order["id"]))
+
+    delivered = await OrderWatch(customer, order["id"], wait_for).until(
+        "the order to be delivered", status="delivered"
+    )
+    assert delivered["cancel_refused"].startswith("too late: delivered at ")
+
+
+async def test_a_paid_orders_requested_cancel_ends_canceled_when_the_delivery_is(
+    orders: RunningOrders,
+    customer: Customer,
+    publish_event: PublishEvent,
+    delivery_events: DeliveryEvents,
+    wait_for: WaitFor,
+) -> None:
+    order = await paid_order(customer)
+    requested = await customer.client.post(f"/api/orders/{order['id']}/cancel", headers=customer.headers)
+    assert requested.status_code == 202, requested.text
+    again = await customer.client.post(f"/api/orders/{order['id']}/cancel", headers=customer.headers)
+    assert again.status_code == 409
+    assert again.json()["error"] == "invalid_transition"
+
+    await publish_event(delivery_events.canceled(order["id"], reason="canceled by the customer"))
+
+    canceled = await OrderWatch(customer, order["id"], wait_for).until(
+        "the order to be canceled", status="canceled"
+    )
+    assert canceled["cancel_refused"] is None
+
+
+async def test_a_re_appointment_overtaken_by_the_first_appointment_still_shows_the_later_courier(
+    orders: RunningOrders,
+    customer: Customer,
+    publish_event: PublishEvent,
+    delivery_events: DeliveryEvents,
+    settle_delivery_events: Settle,
+) -> None:
+    order = await paid_order(customer)
+
+    # Laptev was appointed at delivery version 3, then Zuev at 4; Zuev's event arrives first.
+    await publish_event(delivery_events.appointed(order["id"], ZUEV, version=4))
+    await publish_event(delivery_events.appointed(order["id"], LAPTEV, version=3))
+    await settle_delivery_events()
+
+    assert (await customer.get_order(order["id"]))["deliveryman"] == {"id": str(ZUEV.id), "name": ZUEV.name}
 
 
 async def test_the_same_event_twice_is_applied_once(
@@ -134,8 +194,8 @@ async def test_the_same_event_twice_is_applied_once(
     wait_for: WaitFor,
 ) -> None:
     order = await paid_order(customer)
-    laptev_appointed = delivery_events.appointed(order["id"], LAPTEV)
-    zuev_appointed = delivery_events.appointed(order["id"], ZUEV)
+    laptev_appointed = delivery_events.appointed(order["id"], LAPTEV, version=3)
+    zuev_appointed = delivery_events.appointed(order["id"], ZUEV, version=4)
 
     await publish_event(laptev_appointed)
     await publish_event(zuev_appointed)

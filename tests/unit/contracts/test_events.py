@@ -18,6 +18,7 @@ from deliveryhub_contracts.events import (
     Deliveryman,
     MalformedEvent,
     OrderCanceled,
+    OrderCancelRequested,
     OrderCreated,
     OrderPaid,
     Payload,
@@ -50,16 +51,27 @@ PAYLOADS: list[tuple[Payload, str, str]] = [
     ),
     (OrderCanceled(order_id=ORDER_ID, version=3, reason="changed my mind"), "order.canceled", ORDERS_SOURCE),
     (
-        DeliveryAppointed(order_id=ORDER_ID, deliveryman=Deliveryman(id=COURIER_ID, name="Лаптев Иван")),
+        OrderCancelRequested(order_id=ORDER_ID, version=3, reason="canceled by the customer"),
+        "order.cancel-requested",
+        ORDERS_SOURCE,
+    ),
+    (
+        DeliveryAppointed(
+            order_id=ORDER_ID, deliveryman=Deliveryman(id=COURIER_ID, name="Лаптев Иван"), version=2
+        ),
         "delivery.appointed",
         DELIVERY_SOURCE,
     ),
     (
-        DeliveryFinished(order_id=ORDER_ID, deliveryman_id=COURIER_ID, finished_at=SENT_AT),
+        DeliveryFinished(order_id=ORDER_ID, deliveryman_id=COURIER_ID, finished_at=SENT_AT, version=3),
         "delivery.finished",
         DELIVERY_SOURCE,
     ),
-    (DeliveryCanceled(order_id=ORDER_ID, reason="out of stock"), "delivery.canceled", DELIVERY_SOURCE),
+    (
+        DeliveryCanceled(order_id=ORDER_ID, reason="out of stock", version=4),
+        "delivery.canceled",
+        DELIVERY_SOURCE,
+    ),
 ]
 
 
@@ -150,14 +162,16 @@ def test_amounts_travel_as_json_numbers(total: Decimal, expected: float) -> None
 
 def test_a_payload_ignores_fields_it_does_not_know() -> None:
     envelope = make_envelope(
-        DeliveryCanceled(order_id=ORDER_ID, reason="r"),
+        DeliveryCanceled(order_id=ORDER_ID, reason="r", version=2),
         source=DELIVERY_SOURCE,
         subject=str(ORDER_ID),
         time=SENT_AT,
     )
     extended = envelope.model_copy(update={"data": {**envelope.data, "added_in_a_later_version": True}})
 
-    assert parse_payload(extended, DeliveryCanceled) == DeliveryCanceled(order_id=ORDER_ID, reason="r")
+    assert parse_payload(extended, DeliveryCanceled) == DeliveryCanceled(
+        order_id=ORDER_ID, reason="r", version=2
+    )
 
 
 @pytest.mark.parametrize(
@@ -233,7 +247,7 @@ def test_data_missing_a_field_is_malformed() -> None:
 
 def test_data_of_another_event_type_is_malformed() -> None:
     envelope = make_envelope(
-        DeliveryCanceled(order_id=ORDER_ID, reason="r"),
+        DeliveryCanceled(order_id=ORDER_ID, reason="r", version=2),
         source=DELIVERY_SOURCE,
         subject=str(ORDER_ID),
         time=SENT_AT,

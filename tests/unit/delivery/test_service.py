@@ -14,6 +14,7 @@ from deliveryhub_contracts.events import (
     DeliveryCanceled,
     DeliveryFinished,
     OrderCanceled,
+    OrderCancelRequested,
     OrderCreated,
     OrderPaid,
     Payload,
@@ -141,6 +142,7 @@ class TestAppointCourier:
                 DeliveryAppointed(
                     order_id=delivery.id,
                     deliveryman=DeliverymanPayload(id=LAPTEV.id, name="Лаптев Иван Алексаендрович"),
+                    version=2,
                 ),
                 str(delivery.id),
             )
@@ -194,7 +196,7 @@ class TestFinishDelivery:
         assert finished.status == DeliveryStatus.DONE
         assert events.emitted == [
             (
-                DeliveryFinished(order_id=delivery.id, deliveryman_id=LAPTEV.id, finished_at=NOW),
+                DeliveryFinished(order_id=delivery.id, deliveryman_id=LAPTEV.id, finished_at=NOW, version=2),
                 str(delivery.id),
             )
         ]
@@ -263,7 +265,10 @@ class TestCancelDelivery:
         assert canceled.status == DeliveryStatus.CANCELED
         assert canceled.cancel_reason == MANAGER_CANCEL_REASON
         assert events.emitted == [
-            (DeliveryCanceled(order_id=delivery.id, reason=MANAGER_CANCEL_REASON), str(delivery.id))
+            (
+                DeliveryCanceled(order_id=delivery.id, reason=MANAGER_CANCEL_REASON, version=2),
+                str(delivery.id),
+            )
         ]
 
     @pytest.mark.parametrize("status", [DeliveryStatus.DONE, DeliveryStatus.CANCELED])
@@ -442,6 +447,87 @@ class TestOrderEvents:
         delivery = await service.get_delivery(MANAGER, order_id)
         assert delivery.status == DeliveryStatus.CANCELED
         assert delivery.address == ADDRESS
+
+    async def test_every_change_of_a_delivery_raises_the_version_its_events_carry(
+        self, service: DeliveryService, events: RecordingEventSink
+    ) -> None:
+        order_id = uuid.uuid4()
+        await service.on_order_created(OrderCreated.model_validate(snapshot(order_id, 1)))
+        await service.on_order_paid(OrderPaid.model_validate({**snapshot(order_id, 2), "paid_at": NOW}))
+
+        await service.appoint_courier(order_id, LAPTEV.id)
+        await service.appoint_courier(order_id, ZUEV.id)
+        await service.finish_delivery(MANAGER, order_id)
+
+        assert [getattr(payload, "version", None) for payload, _ in events.emitted] == [3, 4, 5]
+
+    @pytest.mark.parametrize("status", [DeliveryStatus.CREATED, DeliveryStatus.ACTIVATED])
+    async def test_a_requested_cancel_of_an_open_delivery_cancels_it_and_says_so(
+        self,
+        service: DeliveryService,
+        repository: FakeDeliveryRepository,
+        events: RecordingEventSink,
+        status: DeliveryStatus,
+    ) -> None:
+        delivery = stored(repository, status, courier=LAPTEV)
+
+        await service.on_order_cancel_requested(
+            OrderCancelRequested(order_id=delivery.id, version=3, reason="canceled by the customer")
+        )
+
+        assert delivery.status == DeliveryStatus.CANCELED
+        assert delivery.cancel_reason == "canceled by the customer"
+        assert events.emitted == [
+            (
+                DeliveryCanceled(order_id=delivery.id, reason="canceled by the customer", version=2),
+                str(delivery.id),
+            )
+        ]
+
+    @pytest.mark.parametrize("status", [DeliveryStatus.DONE, DeliveryStatus.CANCELED])
+    async def test_a_requested_cancel_of_a_closed_delivery_changes_nothing(
+        self,
+        service: DeliveryService,
+        repository: FakeDeliveryRepository,
+        events: RecordingEventSink,
+        status: DeliveryStatus,
+    ) -> None:
+        # A done delivery's delivery.finished, a canceled one's delivery.canceled, was sent already.
+        delivery = stored(repository, status, courier=LAPTEV)
+
+        await service.on_order_cancel_requested(
+            OrderCancelRequested(order_id=delivery.id, version=3, reason="canceled by the customer")
+        )
+
+        assert delivery.status == status
+        assert delivery.version == 1
+        assert events.emitted == []
+
+    async def test_a_requested_cancel_before_the_order_arrived_cancels_and_says_so(
+        self, service: DeliveryService, repository: FakeDeliveryRepository, events: RecordingEventSink
+    ) -> None:
+        order_id = uuid.uuid4()
+
+        await service.on_order_cancel_requested(
+            OrderCancelRequested(order_id=order_id, version=3, reason="canceled by the customer")
+        )
+        await service.on_order_created(OrderCreated.model_validate(snapshot(order_id, 1)))
+        await service.on_order_paid(OrderPaid.model_validate({**snapshot(order_id, 2), "paid_at": NOW}))
+
+        delivery = await service.get_delivery(MANAGER, order_id)
+        assert delivery.status == DeliveryStatus.CANCELED
+        assert [type(payload) for payload, _ in events.emitted] == [DeliveryCanceled]
+
+    async def test_a_requested_cancel_twice_is_answered_once(
+        self, service: DeliveryService, repository: FakeDeliveryRepository, events: RecordingEventSink
+    ) -> None:
+        delivery = stored(repository, DeliveryStatus.ACTIVATED)
+        request = OrderCancelRequested(order_id=delivery.id, version=3, reason="canceled by the customer")
+
+        await service.on_order_cancel_requested(request)
+        await service.on_order_cancel_requested(request)
+
+        assert [type(payload) for payload, _ in events.emitted] == [DeliveryCanceled]
 
     async def test_a_legacy_order_created_with_a_naive_date_is_read_as_utc(
         self, service: DeliveryService

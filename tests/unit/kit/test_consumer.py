@@ -73,7 +73,7 @@ def test_a_cloud_event_is_decoded_with_its_id_as_the_dedup_key() -> None:
 
 def test_an_event_without_a_route_is_malformed() -> None:
     envelope = make_envelope(
-        DeliveryCanceled(order_id=ORDER_ID, reason="r"),
+        DeliveryCanceled(order_id=ORDER_ID, reason="r", version=2),
         source="/delivery",
         subject=str(ORDER_ID),
         time=datetime.now(UTC),

@@ -77,7 +77,7 @@ def test_an_emitted_event_is_a_pending_outbox_row_holding_a_cloud_event() -> Non
     order_id = uuid.uuid4()
 
     Outbox(session, OutboxMessage, DELIVERY_SOURCE).emit(
-        DeliveryCanceled(order_id=order_id, reason="out of stock"), subject=str(order_id)
+        DeliveryCanceled(order_id=order_id, reason="out of stock", version=2), subject=str(order_id)
     )
 
     (pending,) = session.info[PENDING_ROWS_KEY]
@@ -90,7 +90,7 @@ def test_an_emitted_event_is_a_pending_outbox_row_holding_a_cloud_event() -> Non
     assert envelope.source == "/delivery"
     assert envelope.subject == str(order_id)
     assert parse_payload(envelope, DeliveryCanceled) == DeliveryCanceled(
-        order_id=order_id, reason="out of stock"
+        order_id=order_id, reason="out of stock", version=2
     )
     assert session.info[PENDING_KEY] is True
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from deliveryhub_orders import domain
-from deliveryhub_orders.domain import Item, OrderStatus, order_total
+from deliveryhub_orders.domain import CancelOutcome, Item, OrderStatus, order_total
 from deliveryhub_orders.errors import InvalidTransition
 from deliveryhub_orders.models import Order
 
@@ -25,8 +25,9 @@ ZUEV_ID = uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed")
 ZUEV_NAME = "Зуев Андрей Сергеевич"
 
 ALL_STATUSES = list(OrderStatus)
-OPEN_STATUSES = [OrderStatus.CREATED, OrderStatus.PAID]
+OPEN_STATUSES = [OrderStatus.CREATED, OrderStatus.PAID, OrderStatus.CANCELING]
 CLOSED_STATUSES = [OrderStatus.DELIVERED, OrderStatus.CANCELED]
+FINISHED_AT = NOW - timedelta(minutes=30)
 
 
 def placed_order(*items: Item) -> Order:
@@ -44,9 +45,12 @@ def order_in(status: OrderStatus) -> Order:
     order = placed_order()
     if status is OrderStatus.PAID:
         domain.pay(order, PLACED_AT)
+    elif status is OrderStatus.CANCELING:
+        domain.pay(order, PLACED_AT)
+        domain.cancel(order, "canceled by the customer", PLACED_AT)
     elif status is OrderStatus.DELIVERED:
         domain.pay(order, PLACED_AT)
-        domain.delivered(order, PLACED_AT)
+        domain.delivered(order, PLACED_AT, PLACED_AT)
     elif status is OrderStatus.CANCELED:
         domain.cancel(order, "canceled by the customer", PLACED_AT)
     assert order.status == status
@@ -128,7 +132,9 @@ class TestPay:
         assert order.updated_at == NOW
         assert order.version == 2
 
-    @pytest.mark.parametrize("status", [OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.CANCELED])
+    @pytest.mark.parametrize(
+        "status", [status for status in OrderStatus if status is not OrderStatus.CREATED]
+    )
     def test_only_a_created_order_can_be_paid(self, status: OrderStatus) -> None:
         order = order_in(status)
         version = order.version
@@ -142,18 +148,40 @@ class TestPay:
 
 
 class TestCancel:
-    @pytest.mark.parametrize("status", OPEN_STATUSES)
-    def test_a_created_or_paid_order_is_canceled_with_its_reason(self, status: OrderStatus) -> None:
-        order = order_in(status)
-        version = order.version
+    def test_an_unpaid_order_is_canceled_at_once_with_its_reason(self) -> None:
+        order = order_in(OrderStatus.CREATED)
 
-        domain.cancel(order, "canceled by the shop manager", NOW)
+        assert domain.cancel(order, "canceled by the shop manager", NOW) is CancelOutcome.CANCELED
 
         assert order.status == OrderStatus.CANCELED
         assert order.cancel_reason == "canceled by the shop manager"
         assert order.canceled_at == NOW
+        assert order.cancel_requested_at is None
         assert order.updated_at == NOW
+        assert order.version == 2
+
+    def test_a_paid_order_asks_the_delivery_service_and_waits_for_it(self) -> None:
+        # Only the delivery service knows whether the parcel was handed over already.
+        order = order_in(OrderStatus.PAID)
+        version = order.version
+
+        assert domain.cancel(order, "canceled by the customer", NOW) is CancelOutcome.REQUESTED
+
+        assert order.status == OrderStatus.CANCELING
+        assert order.cancel_reason == "canceled by the customer"
+        assert order.cancel_requested_at == NOW
+        assert order.canceled_at is None
         assert order.version == version + 1
+
+    def test_a_cancel_already_asked_for_is_not_asked_again(self) -> None:
+        order = order_in(OrderStatus.CANCELING)
+        version = order.version
+
+        with pytest.raises(InvalidTransition, match="already requested"):
+            domain.cancel(order, "canceled by the shop manager", NOW)
+
+        assert order.version == version
+        assert order.cancel_reason == "canceled by the customer"
 
     @pytest.mark.parametrize("status", CLOSED_STATUSES)
     def test_a_delivered_or_canceled_order_cannot_be_canceled(self, status: OrderStatus) -> None:
@@ -175,19 +203,36 @@ class TestDelivered:
         order = order_in(status)
         version = order.version
 
-        assert domain.delivered(order, NOW) is True
+        assert domain.delivered(order, FINISHED_AT, NOW) is True
 
         assert order.status == OrderStatus.DELIVERED
         assert order.delivered_at == NOW
         assert order.updated_at == NOW
         assert order.version == version + 1
 
+    def test_a_cancel_asked_for_after_the_handover_is_refused_and_kept(self) -> None:
+        order = order_in(OrderStatus.CANCELING)
+
+        assert domain.delivered(order, FINISHED_AT, NOW) is True
+
+        assert order.status == OrderStatus.DELIVERED
+        assert order.cancel_refused == "too late: delivered at 2025-03-01 13:30 UTC"
+        assert order.cancel_requested_at == PLACED_AT
+        assert order.canceled_at is None
+
+    def test_a_delivery_without_a_cancel_request_has_no_refusal(self) -> None:
+        order = order_in(OrderStatus.PAID)
+
+        domain.delivered(order, FINISHED_AT, NOW)
+
+        assert order.cancel_refused is None
+
     @pytest.mark.parametrize("status", CLOSED_STATUSES)
     def test_a_delivered_or_canceled_order_does_not_move(self, status: OrderStatus) -> None:
         order = order_in(status)
         version = order.version
 
-        assert domain.delivered(order, NOW) is False
+        assert domain.delivered(order, FINISHED_AT, NOW) is False
 
         assert order.status == status
         assert order.version == version
@@ -226,32 +271,47 @@ class TestShowCourier:
         order = order_in(status)
         version = order.version
 
-        assert domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, NOW) is True
+        assert domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 3, NOW) is True
 
         assert (order.deliveryman_id, order.deliveryman_name) == (LAPTEV_ID, LAPTEV_NAME)
+        assert order.courier_version == 3
         assert order.status == status
         assert order.updated_at == NOW
         assert order.version == version + 1
 
     def test_the_courier_already_shown_changes_nothing(self) -> None:
         order = order_in(OrderStatus.PAID)
-        domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, PLACED_AT)
+        domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 3, PLACED_AT)
         version = order.version
 
-        assert domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, NOW) is False
+        assert domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 3, NOW) is False
 
         assert order.version == version
         assert order.updated_at == PLACED_AT
 
-    def test_another_courier_replaces_the_one_shown(self) -> None:
+    def test_a_later_appointment_replaces_the_courier_shown(self) -> None:
         order = order_in(OrderStatus.PAID)
-        domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, PLACED_AT)
+        domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 3, PLACED_AT)
         version = order.version
 
-        assert domain.show_courier(order, ZUEV_ID, ZUEV_NAME, NOW) is True
+        assert domain.show_courier(order, ZUEV_ID, ZUEV_NAME, 4, NOW) is True
 
         assert (order.deliveryman_id, order.deliveryman_name) == (ZUEV_ID, ZUEV_NAME)
+        assert order.courier_version == 4
         assert order.version == version + 1
+
+    def test_an_appointment_overtaken_by_a_later_one_changes_nothing(self) -> None:
+        # The re-appointment (delivery version 4) arrived first; the first appointment (3) late.
+        order = order_in(OrderStatus.PAID)
+        domain.show_courier(order, ZUEV_ID, ZUEV_NAME, 4, PLACED_AT)
+        version = order.version
+
+        assert domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 3, NOW) is False
+
+        assert (order.deliveryman_id, order.deliveryman_name) == (ZUEV_ID, ZUEV_NAME)
+        assert order.courier_version == 4
+        assert order.version == version
+        assert order.updated_at == PLACED_AT
 
 
 Move = Callable[[Order], object]
@@ -259,9 +319,9 @@ Move = Callable[[Order], object]
 EVERY_MOVE: dict[str, Move] = {
     "pay": lambda order: domain.pay(order, NOW),
     "cancel": lambda order: domain.cancel(order, "canceled by the customer", NOW),
-    "delivered": lambda order: domain.delivered(order, NOW),
+    "delivered": lambda order: domain.delivered(order, FINISHED_AT, NOW),
     "delivery_canceled": lambda order: domain.delivery_canceled(order, "no courier", NOW),
-    "show_courier": lambda order: domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, NOW),
+    "show_courier": lambda order: domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 2, NOW),
 }
 
 

@@ -122,7 +122,7 @@ def test_an_order_is_shown_with_its_total_and_courier() -> None:
         now=NOW,
     )
     domain.pay(order, NOW)
-    domain.show_courier(order, uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a"), "Лаптев Иван", NOW)
+    domain.show_courier(order, uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a"), "Лаптев Иван", 2, NOW)
 
     shown = OrderOut.of(order).to_document()
 
@@ -137,6 +137,8 @@ def test_an_order_is_shown_with_its_total_and_courier() -> None:
         "deliveryman": {"id": "85db966c-67f1-411e-95c0-f02edfa5464a", "name": "Лаптев Иван"},
         "created_at": "2025-03-01T12:00:00Z",
         "updated_at": "2025-03-01T12:00:00Z",
+        "cancel_requested_at": None,
+        "cancel_refused": None,
     }
 
 

@@ -16,12 +16,13 @@ from deliveryhub_contracts.events import (
     DeliveryFinished,
     Deliveryman,
     OrderCanceled,
+    OrderCancelRequested,
     OrderCreated,
     OrderPaid,
     Payload,
 )
 from deliveryhub_kit.identity import Principal, Role
-from deliveryhub_orders.domain import OrderStatus
+from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.errors import IdempotencyKeyReused, InvalidTransition, OrderNotFound
 from deliveryhub_orders.models import IdempotencyRecord, Order
 from deliveryhub_orders.schemas import OrderCreate, OrderOut
@@ -31,6 +32,7 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DELIVERY_DATE = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
 ADDRESS = "Москва, ул. Ленина, д. 1"
 LAPTEV = Deliveryman(id=uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a"), name="Лаптев Иван Алексаендрович")
+ZUEV = Deliveryman(id=uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed"), name="Зуев Андрей Сергеевич")
 
 ALICE = Principal(subject=uuid.uuid4(), role=Role.CUSTOMER)
 BORIS = Principal(subject=uuid.uuid4(), role=Role.CUSTOMER)
@@ -328,24 +330,48 @@ class TestCancelOrder:
     ) -> None:
         order = await placed(service, events)
 
-        canceled = await service.cancel_order(who, order.id)
+        canceled, outcome = await service.cancel_order(who, order.id)
 
+        assert outcome is CancelOutcome.CANCELED
         assert canceled.status == OrderStatus.CANCELED
         assert canceled.cancel_reason == reason
         assert events.emitted == [(OrderCanceled(order_id=order.id, version=2, reason=reason), str(order.id))]
 
-    async def test_a_paid_order_can_be_canceled_and_the_event_carries_version_three(
-        self, service: OrderService, events: RecordingEventSink
+    @pytest.mark.parametrize(
+        ("who", "reason"),
+        [(ALICE, "canceled by the customer"), (MANAGER, "canceled by the shop manager")],
+        ids=["customer", "manager"],
+    )
+    async def test_a_paid_orders_cancel_is_requested_of_the_delivery_service(
+        self, service: OrderService, events: RecordingEventSink, who: Principal, reason: str
     ) -> None:
         order = await placed(service, events)
         await service.pay_order(ALICE, order.id)
         events.emitted.clear()
 
-        await service.cancel_order(ALICE, order.id)
+        requested, outcome = await service.cancel_order(who, order.id)
 
+        assert outcome is CancelOutcome.REQUESTED
+        assert requested.status == OrderStatus.CANCELING
         assert events.emitted == [
-            (OrderCanceled(order_id=order.id, version=3, reason="canceled by the customer"), str(order.id))
+            (OrderCancelRequested(order_id=order.id, version=3, reason=reason), str(order.id))
         ]
+
+    async def test_a_requested_cancel_ends_as_the_delivery_service_decides(
+        self, service: OrderService, events: RecordingEventSink
+    ) -> None:
+        refused, canceled_order = await placed(service, events), await placed(service, events)
+        for order in (refused, canceled_order):
+            await service.pay_order(ALICE, order.id)
+            await service.cancel_order(ALICE, order.id)
+
+        await service.on_delivery_finished(finished(refused.id))
+        await service.on_delivery_canceled(canceled(canceled_order.id, reason="canceled by the customer"))
+
+        assert refused.status == OrderStatus.DELIVERED
+        assert refused.cancel_refused == f"too late: delivered at {NOW:%Y-%m-%d %H:%M} UTC"
+        assert canceled_order.status == OrderStatus.CANCELED
+        assert canceled_order.cancel_reason == "canceled by the customer"
 
     async def test_a_delivered_order_cannot_be_canceled(
         self, service: OrderService, events: RecordingEventSink
@@ -423,16 +449,16 @@ class TestReadingOrders:
         assert [order.id for order in second_page] == [orders[0].id]
 
 
-def appointed(order_id: uuid.UUID, deliveryman: Deliveryman = LAPTEV) -> DeliveryAppointed:
-    return DeliveryAppointed(order_id=order_id, deliveryman=deliveryman)
+def appointed(order_id: uuid.UUID, deliveryman: Deliveryman = LAPTEV, version: int = 3) -> DeliveryAppointed:
+    return DeliveryAppointed(order_id=order_id, deliveryman=deliveryman, version=version)
 
 
 def finished(order_id: uuid.UUID) -> DeliveryFinished:
-    return DeliveryFinished(order_id=order_id, deliveryman_id=LAPTEV.id, finished_at=NOW)
+    return DeliveryFinished(order_id=order_id, deliveryman_id=LAPTEV.id, finished_at=NOW, version=4)
 
 
-def canceled(order_id: uuid.UUID) -> DeliveryCanceled:
-    return DeliveryCanceled(order_id=order_id, reason="canceled by the shop manager")
+def canceled(order_id: uuid.UUID, reason: str = "canceled by the shop manager") -> DeliveryCanceled:
+    return DeliveryCanceled(order_id=order_id, reason=reason, version=4)
 
 
 class TestDeliveryEvents:
@@ -448,6 +474,19 @@ class TestDeliveryEvents:
         assert shown.deliveryman is not None
         assert (shown.deliveryman.id, shown.deliveryman.name) == (LAPTEV.id, LAPTEV.name)
         assert shown.status == OrderStatus.PAID
+
+    async def test_a_re_appointment_overtaken_by_the_first_appointment_is_still_shown(
+        self, service: OrderService, events: RecordingEventSink
+    ) -> None:
+        order = await placed(service, events)
+        await service.pay_order(ALICE, order.id)
+
+        await service.on_delivery_appointed(appointed(order.id, ZUEV, version=4))
+        await service.on_delivery_appointed(appointed(order.id, LAPTEV, version=3))
+
+        shown = OrderOut.of(await service.get_order(ALICE, order.id))
+        assert shown.deliveryman is not None
+        assert shown.deliveryman.id == ZUEV.id
 
     async def test_a_finished_delivery_delivers_the_order(
         self, service: OrderService, events: RecordingEventSink

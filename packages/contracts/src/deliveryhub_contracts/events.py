@@ -65,6 +65,16 @@ class OrderPaid(OrderSnapshot):
 
 
 class OrderCanceled(Payload):
+    """An unpaid order was canceled: its delivery cannot have been done."""
+
+    order_id: uuid.UUID
+    version: Version
+    reason: Reason
+
+
+class OrderCancelRequested(Payload):
+    """A paid order's cancel was asked for: the delivery service decides, by its delivery's state."""
+
     order_id: uuid.UUID
     version: Version
     reason: Reason
@@ -75,26 +85,34 @@ class Deliveryman(Payload):
     name: PersonName
 
 
+# Delivery events carry the delivery's `version` after the change, as order events carry the
+# order's: a reader keeps what the highest version it has seen says.
+
+
 class DeliveryAppointed(Payload):
     order_id: uuid.UUID
     deliveryman: Deliveryman
+    version: Version
 
 
 class DeliveryFinished(Payload):
     order_id: uuid.UUID
     deliveryman_id: uuid.UUID
     finished_at: Moment
+    version: Version
 
 
 class DeliveryCanceled(Payload):
     order_id: uuid.UUID
     reason: Reason
+    version: Version
 
 
 EventKey = Literal[
     "order.created",
     "order.paid",
     "order.canceled",
+    "order.cancel-requested",
     "delivery.appointed",
     "delivery.finished",
     "delivery.canceled",
@@ -104,6 +122,7 @@ PAYLOAD_TYPES: Final[dict[str, type[Payload]]] = {
     "order.created": OrderCreated,
     "order.paid": OrderPaid,
     "order.canceled": OrderCanceled,
+    "order.cancel-requested": OrderCancelRequested,
     "delivery.appointed": DeliveryAppointed,
     "delivery.finished": DeliveryFinished,
     "delivery.canceled": DeliveryCanceled,

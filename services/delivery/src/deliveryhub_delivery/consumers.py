@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deliveryhub_contracts.events import OrderCanceled, OrderCreated, OrderPaid
+from deliveryhub_contracts.events import OrderCanceled, OrderCancelRequested, OrderCreated, OrderPaid
 from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
 from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, Names, legacy_queues
 from deliveryhub_delivery.models import InboxMessage
@@ -34,6 +34,10 @@ async def on_order_canceled(session: AsyncSession, event: OrderCanceled) -> None
     await delivery_service(session).on_order_canceled(event)
 
 
+async def on_order_cancel_requested(session: AsyncSession, event: OrderCancelRequested) -> None:
+    await delivery_service(session).on_order_cancel_requested(event)
+
+
 async def on_legacy_order_created(session: AsyncSession, message: LegacyOrderCreated) -> None:
     await delivery_service(session).on_legacy_order_created(message)
 
@@ -50,7 +54,9 @@ async def lock_deliveries(session: AsyncSession, payloads: Sequence[BaseModel]) 
 def order_id(payload: BaseModel) -> uuid.UUID:
     if isinstance(payload, LegacyOrderPaid):
         return payload.id
-    if isinstance(payload, OrderCreated | OrderPaid | OrderCanceled | LegacyOrderCreated):
+    if isinstance(
+        payload, OrderCreated | OrderPaid | OrderCanceled | OrderCancelRequested | LegacyOrderCreated
+    ):
         return payload.order_id
     raise TypeError(f"no order id in {type(payload).__name__}")
 
@@ -59,6 +65,7 @@ ORDER_EVENT_ROUTES: dict[str, EventRoute] = {
     "order.created": route(OrderCreated, on_order_created),
     "order.paid": route(OrderPaid, on_order_paid),
     "order.canceled": route(OrderCanceled, on_order_canceled),
+    "order.cancel-requested": route(OrderCancelRequested, on_order_cancel_requested),
 }
 
 

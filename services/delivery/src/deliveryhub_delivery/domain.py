@@ -24,6 +24,8 @@ class OrderChange(enum.StrEnum):
     CREATED = "created"
     PAID = "paid"
     CANCELED = "canceled"
+    # A paid order's cancel, which this service decides: canceled unless the delivery is done.
+    CANCEL_REQUESTED = "cancel-requested"
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,27 @@ class OrderFacts:
 
 def new_delivery(order_id: uuid.UUID, now: datetime) -> Delivery:
     return Delivery(
-        id=order_id, status=DeliveryStatus.CREATED, order_version=0, created_at=now, updated_at=now
+        id=order_id,
+        status=DeliveryStatus.CREATED,
+        order_version=0,
+        version=1,
+        created_at=now,
+        updated_at=now,
     )
 
 
-def absorb_order_facts(delivery: Delivery, facts: OrderFacts, now: datetime) -> None:
-    """Move the delivery as the order event says, never backwards; stale events only fill gaps."""
+def _changed(delivery: Delivery, now: datetime) -> None:
+    delivery.version += 1
+    delivery.updated_at = now
+
+
+def absorb_order_facts(delivery: Delivery, facts: OrderFacts, now: datetime) -> bool:
+    """Move the delivery as the order event says, never backwards; stale events only fill gaps.
+
+    True when this canceled the delivery on a cancel request, which the orders service waits to
+    hear about; a request for a delivery that is done changes nothing (its `delivery.finished`
+    tells the orders service the cancel came too late).
+    """
     stale = facts.version is not None and facts.version <= delivery.order_version
     if delivery.address is None and facts.address is not None:
         delivery.address = facts.address
@@ -55,21 +72,24 @@ def absorb_order_facts(delivery: Delivery, facts: OrderFacts, now: datetime) -> 
     if delivery.customer_id is None and facts.customer_id is not None:
         delivery.customer_id = facts.customer_id
     if stale:
-        return
+        return False
     if facts.version is not None:
         delivery.order_version = facts.version
     status = DeliveryStatus(delivery.status)
+    delivery.updated_at = now
     if facts.change is OrderChange.PAID and status is DeliveryStatus.CREATED:
         delivery.status = DeliveryStatus.ACTIVATED
         delivery.activated_at = now
-    elif facts.change is OrderChange.CANCELED and status in (
-        DeliveryStatus.CREATED,
-        DeliveryStatus.ACTIVATED,
-    ):
+        _changed(delivery, now)
+        return False
+    canceling = facts.change in (OrderChange.CANCELED, OrderChange.CANCEL_REQUESTED)
+    if canceling and status in (DeliveryStatus.CREATED, DeliveryStatus.ACTIVATED):
         delivery.status = DeliveryStatus.CANCELED
         delivery.canceled_at = now
         delivery.cancel_reason = facts.reason or "the order was canceled"
-    delivery.updated_at = now
+        _changed(delivery, now)
+        return facts.change is OrderChange.CANCEL_REQUESTED
+    return False
 
 
 def appoint(delivery: Delivery, deliveryman: Deliveryman, now: datetime) -> None:
@@ -80,7 +100,7 @@ def appoint(delivery: Delivery, deliveryman: Deliveryman, now: datetime) -> None
         )
     delivery.deliveryman_id = deliveryman.id
     delivery.deliveryman = deliveryman
-    delivery.updated_at = now
+    _changed(delivery, now)
 
 
 def finish(delivery: Delivery, now: datetime) -> None:
@@ -91,7 +111,7 @@ def finish(delivery: Delivery, now: datetime) -> None:
         raise InvalidTransition("no courier is appointed to this delivery yet")
     delivery.status = DeliveryStatus.DONE
     delivery.finished_at = now
-    delivery.updated_at = now
+    _changed(delivery, now)
 
 
 def cancel(delivery: Delivery, reason: str, now: datetime) -> None:
@@ -101,4 +121,4 @@ def cancel(delivery: Delivery, reason: str, now: datetime) -> None:
     delivery.status = DeliveryStatus.CANCELED
     delivery.canceled_at = now
     delivery.cancel_reason = reason
-    delivery.updated_at = now
+    _changed(delivery, now)

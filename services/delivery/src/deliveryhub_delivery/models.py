@@ -29,8 +29,9 @@ class Deliveryman(Base):
 class Delivery(Base):
     """The delivery of one order; its id is the order's id.
 
-    A record whose order snapshot has not arrived yet (an `order.canceled` seen first) has no
-    address; it is kept so that late events cannot revive the order, and hidden from the API.
+    A record whose order snapshot has not arrived yet (an `order.canceled` or
+    `order.cancel-requested` seen first) has no address; it is kept so that late events cannot
+    revive the order, and hidden from the API.
     """
 
     __tablename__ = "deliveries"
@@ -48,6 +49,8 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(16))
     deliveryman_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("deliverymen.id"))
     order_version: Mapped[int] = mapped_column(default=0)
+    # Grows with every change of the delivery and travels with its events.
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

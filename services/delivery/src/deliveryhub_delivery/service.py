@@ -15,6 +15,7 @@ from deliveryhub_contracts.events import (
     DeliveryCanceled,
     DeliveryFinished,
     OrderCanceled,
+    OrderCancelRequested,
     OrderCreated,
     OrderPaid,
 )
@@ -84,6 +85,7 @@ class DeliveryService:
             DeliveryAppointed(
                 order_id=delivery.id,
                 deliveryman=DeliverymanPayload(id=deliveryman.id, name=deliveryman.name),
+                version=delivery.version,
             ),
             subject=str(delivery.id),
         )
@@ -96,7 +98,12 @@ class DeliveryService:
         domain.finish(delivery, now)
         assert delivery.deliveryman_id is not None
         self._events.emit(
-            DeliveryFinished(order_id=delivery.id, deliveryman_id=delivery.deliveryman_id, finished_at=now),
+            DeliveryFinished(
+                order_id=delivery.id,
+                deliveryman_id=delivery.deliveryman_id,
+                finished_at=now,
+                version=delivery.version,
+            ),
             subject=str(delivery.id),
         )
         return delivery
@@ -104,8 +111,14 @@ class DeliveryService:
     async def cancel_delivery(self, delivery_id: uuid.UUID, reason: str = MANAGER_CANCEL_REASON) -> Delivery:
         delivery = await self._existing(delivery_id)
         domain.cancel(delivery, reason, self._clock())
-        self._events.emit(DeliveryCanceled(order_id=delivery.id, reason=reason), subject=str(delivery.id))
+        self._announce_canceled(delivery, reason)
         return delivery
+
+    def _announce_canceled(self, delivery: Delivery, reason: str) -> None:
+        self._events.emit(
+            DeliveryCanceled(order_id=delivery.id, reason=reason, version=delivery.version),
+            subject=str(delivery.id),
+        )
 
     async def list_deliverymen(self) -> Sequence[Deliveryman]:
         return await self._deliveries.list_deliverymen()
@@ -121,6 +134,15 @@ class DeliveryService:
             OrderFacts(event.order_id, OrderChange.CANCELED, version=event.version, reason=event.reason)
         )
 
+    async def on_order_cancel_requested(self, event: OrderCancelRequested) -> None:
+        """Cancel the delivery unless it is done; the orders service hears which from its events."""
+        facts = OrderFacts(
+            event.order_id, OrderChange.CANCEL_REQUESTED, version=event.version, reason=event.reason
+        )
+        delivery = await self._absorb(facts)
+        if delivery is not None:
+            self._announce_canceled(delivery, event.reason)
+
     async def on_legacy_order_created(self, message: LegacyOrderCreated) -> None:
         date = message.date if message.date.tzinfo else message.date.replace(tzinfo=UTC)
         await self._absorb(
@@ -130,13 +152,14 @@ class DeliveryService:
     async def on_legacy_order_paid(self, message: LegacyOrderPaid) -> None:
         await self._absorb(OrderFacts(message.id, OrderChange.PAID))
 
-    async def _absorb(self, facts: OrderFacts) -> None:
+    async def _absorb(self, facts: OrderFacts) -> Delivery | None:
+        """Apply an order event; the delivery when it canceled it on the order's request."""
         now = self._clock()
         delivery = await self._deliveries.get(facts.order_id, for_update=True)
         if delivery is None:
             delivery = domain.new_delivery(facts.order_id, now)
             self._deliveries.add(delivery)
-        domain.absorb_order_facts(delivery, facts, now)
+        return delivery if domain.absorb_order_facts(delivery, facts, now) else None
 
     async def _existing(self, delivery_id: uuid.UUID) -> Delivery:
         delivery = await self._deliveries.get(delivery_id, for_update=True)

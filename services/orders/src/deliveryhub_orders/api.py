@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from deliveryhub_kit.dependencies import Limit, Offset, SessionDep, role_dependency
 from deliveryhub_kit.http_errors import error_responses
 from deliveryhub_kit.identity import Principal, Role
-from deliveryhub_orders.domain import OrderStatus
+from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.schemas import OrderCreate, OrderOut
 from deliveryhub_orders.service import OrderService, order_service
 
@@ -79,7 +79,16 @@ async def pay_order(order_id: uuid.UUID, principal: Customer, service: ServiceDe
     return OrderOut.of(await service.pay_order(principal, order_id))
 
 
-@router.post("/{order_id}/cancel", responses=error_responses(404, 409))
-async def cancel_order(order_id: uuid.UUID, principal: CustomerOrManager, service: ServiceDep) -> OrderOut:
-    """Cancel a created or paid order (its owner or a manager)."""
-    return OrderOut.of(await service.cancel_order(principal, order_id))
+@router.post(
+    "/{order_id}/cancel",
+    responses={**error_responses(404, 409), 202: {"model": OrderOut, "description": "Cancel requested"}},
+)
+async def cancel_order(
+    order_id: uuid.UUID, principal: CustomerOrManager, service: ServiceDep
+) -> JSONResponse:
+    """Cancel a created order at once (200); for a paid one, ask the delivery service (202, status
+    `canceling`): the order becomes `canceled`, or `delivered` when the parcel was handed over
+    already (`cancel_refused` says so). Its owner or a manager."""
+    order, outcome = await service.cancel_order(principal, order_id)
+    code = status.HTTP_200_OK if outcome is CancelOutcome.CANCELED else status.HTTP_202_ACCEPTED
+    return JSONResponse(OrderOut.of(order).to_document(), status_code=code)

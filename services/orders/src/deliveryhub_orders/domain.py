@@ -6,7 +6,7 @@ import enum
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from deliveryhub_orders.errors import InvalidTransition
@@ -18,8 +18,17 @@ CENT = Decimal("0.01")
 class OrderStatus(enum.StrEnum):
     CREATED = "created"
     PAID = "paid"
+    # A paid order's cancel was asked for; the delivery service decides: canceled, or delivered.
+    CANCELING = "canceling"
     DELIVERED = "delivered"
     CANCELED = "canceled"
+
+
+class CancelOutcome(enum.Enum):
+    """What asking to cancel did: canceled the order at once, or asked the delivery service."""
+
+    CANCELED = "canceled"
+    REQUESTED = "requested"
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ def new_order(
         total=order_total(items),
         status=OrderStatus.CREATED,
         version=1,
+        courier_version=0,
         created_at=now,
         updated_at=now,
     )
@@ -65,17 +75,36 @@ def pay(order: Order, now: datetime) -> None:
     _touch(order, now)
 
 
-def cancel(order: Order, reason: str, now: datetime) -> None:
-    if order.status not in (OrderStatus.CREATED, OrderStatus.PAID):
-        raise InvalidTransition(f"an order that is {order.status} cannot be canceled")
+def cancel(order: Order, reason: str, now: datetime) -> CancelOutcome:
+    """An unpaid order cancels at once (its delivery cannot be done); a paid one asks the delivery
+    service, which alone knows whether the parcel was handed over."""
+    if order.status == OrderStatus.CREATED:
+        _canceled(order, reason, now)
+        return CancelOutcome.CANCELED
+    if order.status == OrderStatus.PAID:
+        order.status = OrderStatus.CANCELING
+        order.cancel_requested_at = now
+        order.cancel_reason = reason
+        _touch(order, now)
+        return CancelOutcome.REQUESTED
+    if order.status == OrderStatus.CANCELING:
+        raise InvalidTransition("this order's cancel is already requested; the delivery service decides")
+    raise InvalidTransition(f"an order that is {order.status} cannot be canceled")
+
+
+def _canceled(order: Order, reason: str, now: datetime) -> None:
     order.status = OrderStatus.CANCELED
     order.canceled_at = now
     order.cancel_reason = reason
     _touch(order, now)
 
 
-def show_courier(order: Order, deliveryman_id: uuid.UUID, name: str, now: datetime) -> bool:
-    """Record the appointed courier; False if it was already the one shown."""
+def show_courier(order: Order, deliveryman_id: uuid.UUID, name: str, version: int, now: datetime) -> bool:
+    """Record the courier a delivery event of `version` appointed; False when the order already
+    shows a later appointment's (or this one's): an overtaken re-appointment changes nothing."""
+    if version <= order.courier_version:
+        return False
+    order.courier_version = version
     if order.deliveryman_id == deliveryman_id and order.deliveryman_name == name:
         return False
     order.deliveryman_id = deliveryman_id
@@ -84,9 +113,12 @@ def show_courier(order: Order, deliveryman_id: uuid.UUID, name: str, now: dateti
     return True
 
 
-def delivered(order: Order, now: datetime) -> bool:
-    """The delivery was finished; False if the order cannot (or need not) move."""
-    if order.status not in (OrderStatus.CREATED, OrderStatus.PAID):
+def delivered(order: Order, finished_at: datetime, now: datetime) -> bool:
+    """The delivery was finished; False if the order cannot (or need not) move. A cancel asked for
+    meanwhile came too late: the order is delivered, and the refused cancel is kept on it."""
+    if order.status == OrderStatus.CANCELING:
+        order.cancel_refused = f"too late: delivered at {finished_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    elif order.status not in (OrderStatus.CREATED, OrderStatus.PAID):
         return False
     order.status = OrderStatus.DELIVERED
     order.delivered_at = now
@@ -96,7 +128,7 @@ def delivered(order: Order, now: datetime) -> bool:
 
 def delivery_canceled(order: Order, reason: str, now: datetime) -> bool:
     """The delivery was canceled; False if the order is already past canceling."""
-    if order.status not in (OrderStatus.CREATED, OrderStatus.PAID):
+    if order.status not in (OrderStatus.CREATED, OrderStatus.PAID, OrderStatus.CANCELING):
         return False
-    cancel(order, reason, now)
+    _canceled(order, reason, now)
     return True

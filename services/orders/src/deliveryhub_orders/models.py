@@ -28,7 +28,7 @@ class Order(Base):
 
     __tablename__ = "orders"
     __table_args__ = (
-        CheckConstraint("status IN ('created', 'paid', 'delivered', 'canceled')", name="status"),
+        CheckConstraint("status IN ('created', 'paid', 'canceling', 'delivered', 'canceled')", name="status"),
         Index("ix_orders_customer_id_created_at", "customer_id", "created_at"),
         Index("ix_orders_status_created_at", "status", "created_at"),
         Index("ix_orders_created_at", "created_at"),
@@ -44,7 +44,12 @@ class Order(Base):
     version: Mapped[int] = mapped_column(default=1)
     deliveryman_id: Mapped[uuid.UUID | None]
     deliveryman_name: Mapped[str | None] = mapped_column(String(200))
+    # The delivery's version when it appointed the courier shown: an older appointment is ignored.
+    courier_version: Mapped[int] = mapped_column(default=0, server_default="0")
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Why a requested cancel did not happen ("too late: delivered at ...").
+    cancel_refused: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

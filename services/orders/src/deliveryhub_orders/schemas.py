@@ -93,6 +93,12 @@ class OrderOut(BaseModel):
     deliveryman: DeliverymanOut | None
     created_at: datetime
     updated_at: datetime
+    cancel_requested_at: datetime | None = Field(
+        default=None, description="When a cancel of the paid order was asked for"
+    )
+    cancel_refused: str | None = Field(
+        default=None, description="Why a requested cancel did not happen, e.g. too late: delivered at ..."
+    )
 
     @classmethod
     def of(cls, order: Order) -> OrderOut:
@@ -112,6 +118,8 @@ class OrderOut(BaseModel):
             deliveryman=deliveryman,
             created_at=order.created_at,
             updated_at=order.updated_at,
+            cancel_requested_at=order.cancel_requested_at,
+            cancel_refused=order.cancel_refused,
         )
 
     def to_document(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from deliveryhub_contracts.events import (
     DeliveryCanceled,
     DeliveryFinished,
     OrderCanceled,
+    OrderCancelRequested,
     OrderCreated,
     OrderPaid,
 )
@@ -24,7 +25,7 @@ from deliveryhub_kit.db import utcnow
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.outbox import EventSink, Outbox
 from deliveryhub_orders import domain
-from deliveryhub_orders.domain import OrderStatus
+from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.errors import IdempotencyKeyReused, OrderNotFound
 from deliveryhub_orders.models import IdempotencyRecord, Order, OutboxMessage
 from deliveryhub_orders.repository import SqlOrderRepository
@@ -123,24 +124,26 @@ class OrderService:
         self._events.emit(OrderPaid(**_snapshot(order), paid_at=now), subject=str(order.id))
         return order
 
-    async def cancel_order(self, principal: Principal, order_id: uuid.UUID) -> Order:
-        """The owner or a manager cancels an order that is not delivered."""
+    async def cancel_order(self, principal: Principal, order_id: uuid.UUID) -> tuple[Order, CancelOutcome]:
+        """The owner or a manager cancels an unpaid order, or asks the delivery service to cancel a
+        paid one (the order is `canceling` until it answers)."""
         order = await self._visible(principal, order_id, for_update=True)
         who = "the shop manager" if principal.role is Role.MANAGER else "the customer"
         reason = f"canceled by {who}"
-        domain.cancel(order, reason, self._clock())
+        outcome = domain.cancel(order, reason, self._clock())
+        event = OrderCanceled if outcome is CancelOutcome.CANCELED else OrderCancelRequested
         self._events.emit(
-            OrderCanceled(order_id=order.id, version=order.version, reason=reason), subject=str(order.id)
+            event(order_id=order.id, version=order.version, reason=reason), subject=str(order.id)
         )
-        return order
+        return order, outcome
 
     async def on_delivery_appointed(self, event: DeliveryAppointed) -> None:
         order = await self._for_event(event.order_id)
-        domain.show_courier(order, event.deliveryman.id, event.deliveryman.name, self._clock())
+        domain.show_courier(order, event.deliveryman.id, event.deliveryman.name, event.version, self._clock())
 
     async def on_delivery_finished(self, event: DeliveryFinished) -> None:
         order = await self._for_event(event.order_id)
-        domain.delivered(order, self._clock())
+        domain.delivered(order, event.finished_at, self._clock())
 
     async def on_delivery_canceled(self, event: DeliveryCanceled) -> None:
         order = await self._for_event(event.order_id)
