@@ -7,14 +7,17 @@ import asyncio
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 from deliveryhub_cli.bench import BenchOptions, compare, run_bench
+from deliveryhub_cli.check import CheckOptions, check_command
 from deliveryhub_cli.checks import NotReachable, check_postgres
 from deliveryhub_cli.dead_letters import run_dead_letters
 from deliveryhub_cli.demo import run_demo
-from deliveryhub_cli.services import SERVICES, migrate, prepare_database
+from deliveryhub_cli.embedded import EmbeddedData
+from deliveryhub_cli.services import SERVICES, database_url, migrate, prepare_database
 from deliveryhub_cli.tokens import make_token
 from deliveryhub_cli.up import UpOptions, run_up
 from deliveryhub_kit.identity import Role
@@ -37,6 +40,32 @@ def token_hours(text: str) -> float:
     if not 0 < hours <= MAX_TOKEN_HOURS:
         raise argparse.ArgumentTypeError(f"{text} is not more than 0 and at most {MAX_TOKEN_HOURS:g} hours")
     return hours
+
+
+def seconds(text: str) -> float:
+    """A number of seconds, as argparse reads it: finite and not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds of 0 or more")
+    return value
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """A whole number of `minimum` or more, as argparse reads it."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is less than {minimum}")
+        return value
+
+    return whole_number
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,6 +155,59 @@ def _parser() -> argparse.ArgumentParser:
         if action == "purge":
             command.add_argument("--yes", dest="assume_yes", action="store_true", help="do not ask")
 
+    check = commands.add_parser(
+        "check", help="compare the orders and delivery databases, read-only: do the two services agree?"
+    )
+    check.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="PostgreSQL server URL, without a database (default: $POSTGRES_SERVER_URL, "
+        f"else {DEFAULT_POSTGRES})",
+    )
+    check.add_argument(
+        "--database-prefix",
+        default=os.environ.get("DATABASE_PREFIX", ""),
+        help="prefix of the services' database names on that server",
+    )
+    check.add_argument("--orders-database", metavar="URL", help="the orders database's URL itself")
+    check.add_argument("--delivery-database", metavar="URL", help="the delivery database's URL itself")
+    check.add_argument(
+        "--embedded", action="store_true", help="check the embedded system's SQLite files in --data-dir"
+    )
+    check.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="with --embedded")
+    check.add_argument(
+        "--page-size",
+        type=at_least(1),
+        default=5000,
+        metavar="N",
+        help="rows read per query (default: %(default)s)",
+    )
+    check.add_argument(
+        "--grace",
+        type=seconds,
+        metavar="SECONDS",
+        default=60.0,
+        help="a record changed this recently is in flight, not a disagreement (default: %(default)s)",
+    )
+    check.add_argument(
+        "--stuck-after",
+        type=seconds,
+        metavar="SECONDS",
+        default=300.0,
+        help="an order canceling for longer is stuck (default: %(default)s)",
+    )
+    check.add_argument(
+        "--limit", type=at_least(0), metavar="N", help="print at most N findings (the counts stay exact)"
+    )
+    check.add_argument("--json", dest="json_output", action="store_true", help="print one JSON document")
+    check.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        default=10.0,
+        help="longest wait to connect and for each query (default: %(default)s)",
+    )
+
     demo = commands.add_parser("demo", help="run the whole story against the running system")
     demo.add_argument("--orders-url", default="http://127.0.0.1:8001")
     demo.add_argument("--delivery-url", default="http://127.0.0.1:8002")
@@ -186,6 +268,37 @@ def _migrate(arguments: argparse.Namespace) -> int:
             migrate(url, service)
             print(f"{service.name}: migrated to the newest revision")
     return 0
+
+
+def _check(arguments: argparse.Namespace) -> int:
+    if arguments.embedded:
+        if arguments.postgres or arguments.orders_database or arguments.delivery_database:
+            _parser().error("--embedded reads --data-dir: leave out --postgres and the database URLs")
+        data = EmbeddedData(arguments.data_dir)
+        urls = {service: data.database_url(service) for service in ("orders", "delivery")}
+    else:
+        databases = {service.name: arguments.database_prefix + service.database for service in SERVICES}
+        urls = {
+            service: given or database_url(_postgres(arguments), databases[service])
+            for service, given in (
+                ("orders", arguments.orders_database),
+                ("delivery", arguments.delivery_database),
+            )
+        }
+    if arguments.timeout <= 0:
+        _parser().error("--timeout must be more than 0 seconds")
+    return check_command(
+        CheckOptions(
+            orders_database_url=urls["orders"],
+            delivery_database_url=urls["delivery"],
+            page_size=arguments.page_size,
+            grace=timedelta(seconds=arguments.grace),
+            stuck_after=timedelta(seconds=arguments.stuck_after),
+            limit=arguments.limit,
+            json_output=arguments.json_output,
+            timeout_seconds=arguments.timeout,
+        )
+    )
 
 
 def _bench(arguments: argparse.Namespace) -> int:
@@ -275,6 +388,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     elif arguments.command == "bench":
         code = _bench(arguments)
+    elif arguments.command == "check":
+        code = _check(arguments)
     else:
         code = run_demo(
             orders_url=arguments.orders_url,
