@@ -32,6 +32,7 @@ from deliveryhub_web.settings import WebSettings
 T = TypeVar("T")
 
 DELIVERYHUB = str(Path(sys.executable).parent / "deliveryhub")
+HERE = Path(__file__).parent
 LAPTEV = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
 ZUEV = uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed")
 
@@ -72,6 +73,8 @@ class System:
     log: Path
     # "servers" (PostgreSQL and RabbitMQ) or "embedded" (one process, SQLite, in-process broker)
     mode: str = "servers"
+    # On the servers: the prefix of the services' database names.
+    database_prefix: str = ""
     orders: httpx.Client = field(init=False)
     delivery: httpx.Client = field(init=False)
 
@@ -93,6 +96,26 @@ async def _delete_broker_names(names: list[str], exchange: str) -> None:
         for name in names:
             await channel.queue_delete(name)
         await channel.exchange_delete(exchange)
+
+
+def _system_mode(item: pytest.Item) -> str | None:
+    """Which running system a test takes, if it takes one."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("system") if callspec is not None else None
+
+
+# Last, so that the order it makes is the one that runs: after pytest grouped the tests by system.
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of `test_check.py` judge what the others left behind: each runs right after the
+    last other test on the same system, while that system still runs."""
+    finals = [item for item in items if item.path.name == "test_check.py" and item.path.parent == HERE]
+    ordered = [item for item in items if item not in finals]
+    for final in finals:
+        mode = _system_mode(final)
+        same = [index for index, item in enumerate(ordered) if _system_mode(item) == mode]
+        ordered.insert(same[-1] + 1 if same else len(ordered), final)
+    items[:] = ordered
 
 
 @pytest.fixture(scope="session", params=["servers", "embedded"])
@@ -143,6 +166,7 @@ def system_on_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Syst
         legacy_prefix=legacy_prefix,
         broker_prefix=broker_prefix,
         log=log,
+        database_prefix=database_prefix,
     )
     try:
         eventually(
