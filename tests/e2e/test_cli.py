@@ -31,6 +31,9 @@ def test_demo_runs_the_whole_story_against_the_running_system(system: System) ->
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "delivered, delivery done" in result.stdout
+    # A paid order's cancel is a request; the one made after the handover is refused either way.
+    assert "order: canceling (cancel requested)" in result.stdout
+    assert "cancel refused" in result.stdout
     assert "The demo completed." in result.stdout
 
 

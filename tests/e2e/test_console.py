@@ -152,7 +152,8 @@ def test_a_forbidden_action_shows_why_next_to_it(console: Console, system: Syste
     delivery = manager.locator(f"#delivery-{order_id}")
     # While the manager is choosing a courier, the customer cancels the order.
     delivery.get_by_label("Courier").select_option(label="Зуев Андрей Сергеевич")
-    assert system.orders.post(f"/api/orders/{order_id}/cancel", headers=customer).status_code == 200
+    # The order is paid: its cancel is asked of the delivery service (202), which cancels it.
+    assert system.orders.post(f"/api/orders/{order_id}/cancel", headers=customer).status_code == 202
     eventually(lambda: delivery_is("canceled"), what="the delivery to be canceled")
     delivery.get_by_role("button", name="Appoint").click()
 
@@ -162,6 +163,27 @@ def test_a_forbidden_action_shows_why_next_to_it(console: Console, system: Syste
         "delivery; this one is canceled."
     )
     expect(manager.locator(f"#delivery-{order_id}")).to_have_count(0)
+
+
+def test_a_customer_sees_a_paid_orders_cancel_requested_and_then_its_outcome(
+    console: Console, system: System
+) -> None:
+    # The demo customer's own order, paid, with its delivery activated.
+    demo_customer = uuid.uuid5(uuid.NAMESPACE_URL, "customer@deliveryhub.example")
+    order_id = place_order_by_api(system, system.auth(Role.CUSTOMER, subject=demo_customer), pay=True)
+
+    customer = console.sign_in("customer@deliveryhub.example")
+    customer.goto(f"/orders#order-{order_id}")
+    card = customer.locator(f"#order-{order_id}")
+    expect(card.locator(".status")).to_have_text("paid")
+    card.get_by_role("button", name="Cancel order").click()
+
+    card = customer.locator(f"#order-{order_id}")
+    expect(card.get_by_role("status")).to_have_text(
+        "Cancel requested: the order is canceled unless the parcel has been handed over already."
+    )
+    # The delivery service answers; the page, not reloaded, follows.
+    expect(card.locator(".status")).to_have_text("canceled", timeout=20_000)
 
 
 def test_a_wrong_password_is_refused_in_plain_words(console: Console) -> None:

@@ -216,3 +216,50 @@ async def test_the_console_is_ready_on_its_migrated_database(web: RunningWeb) ->
 
     assert ready.status_code == 200, ready.text
     assert ready.json()["status"] == "ok"
+
+
+async def test_a_paid_orders_cancel_says_it_is_requested_and_the_card_shows_it(web: RunningWeb) -> None:
+    requested = {**an_order(status="canceling"), "cancel_requested_at": "2030-05-11T10:00:00Z"}
+    web.orders.answer("POST", f"/api/orders/{ORDER_ID}/cancel", 202, requested)
+    web.orders.answer("GET", "/api/orders", body=[requested])
+    browser, _ = await web.signed_in(Role.CUSTOMER)
+
+    response = await browser.submit(
+        f"/orders/{ORDER_ID}/cancel", {"csrf_token": await browser.csrf_token("/orders"), "next": "/orders"}
+    )
+
+    assert response.status_code == 303
+    card = text_of((await browser.get(response.headers["location"])).text, f"order-{ORDER_ID}")
+    assert "Cancel requested: the order is canceled unless the parcel has been handed over already." in card
+    assert "cancel requested" in card
+    assert "Cancel order" not in card
+
+
+async def test_an_unpaid_orders_cancel_says_it_is_canceled(web: RunningWeb) -> None:
+    web.orders.answer("POST", f"/api/orders/{ORDER_ID}/cancel", 200, an_order(status="canceled"))
+    web.orders.answer("GET", "/api/orders", body=[an_order(status="canceled")])
+    browser, _ = await web.signed_in(Role.CUSTOMER)
+
+    response = await browser.submit(
+        f"/orders/{ORDER_ID}/cancel", {"csrf_token": await browser.csrf_token("/orders"), "next": "/orders"}
+    )
+
+    card = text_of((await browser.get(response.headers["location"])).text, f"order-{ORDER_ID}")
+    assert "Order canceled." in card
+
+
+@pytest.mark.parametrize("page", ["/orders", f"/orders/{ORDER_ID}"])
+async def test_a_cancel_that_came_too_late_is_shown_with_the_delivery(web: RunningWeb, page: str) -> None:
+    delivered = {
+        **an_order(status="delivered"),
+        "cancel_requested_at": "2030-05-11T10:00:00Z",
+        "cancel_refused": "too late: delivered at 2030-05-11 09:58 UTC",
+    }
+    web.orders.answer("GET", "/api/orders", body=[delivered])
+    web.orders.answer("GET", f"/api/orders/{ORDER_ID}", body=delivered)
+    browser, _ = await web.signed_in(Role.CUSTOMER)
+
+    card = text_of((await browser.get(page)).text, f"order-{ORDER_ID}")
+
+    assert "Cancel refused, too late: delivered at 2030-05-11 09:58 UTC." in card
+    assert "delivered" in card

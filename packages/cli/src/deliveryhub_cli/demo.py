@@ -104,13 +104,7 @@ class Demo:
         print("4. The manager appoints a courier")
         couriers = self.call(self.delivery, "GET", "/api/deliverymen", self.manager)
         print(f"   couriers: {', '.join(courier['name'] for courier in couriers)}")
-        appointed = self.call(
-            self.delivery,
-            "POST",
-            f"/api/delivery/{order_id}/appoint",
-            self.manager,
-            json={"deliveryman_id": str(COURIER_ID)},
-        )
+        appointed = self.appoint(order_id)
         print(f"   appointed: {appointed['deliveryman']['name']}")
         shown = self.order_in(order_id, "paid", lambda body: body["deliveryman"] is not None)
         print(f"   the order shows its courier: {shown['deliveryman']['name']}")
@@ -121,25 +115,59 @@ class Demo:
         print(f"Final: order {order_id} delivered, delivery done")
 
     def cancellations(self) -> None:
-        print("6. The customer cancels an order; its delivery is canceled")
+        print("6. The customer cancels an unpaid order: canceled at once, and its delivery follows")
         order_id = self.place_order()["id"]
         self.delivery_in(order_id, "created")
-        self.call(self.orders, "POST", f"/api/orders/{order_id}/cancel", self.customer)
+        canceled = self.call(self.orders, "POST", f"/api/orders/{order_id}/cancel", self.customer)
+        print(f"   order: {canceled['status']}")
         print(f"   delivery: {self.delivery_in(order_id, 'canceled')['status']}")
-        print("7. The manager cancels a delivery; its order is canceled")
-        order_id = self.place_order()["id"]
-        self.call(self.orders, "POST", f"/api/orders/{order_id}/pay", self.customer)
-        self.delivery_in(order_id, "activated")
+        print("7. The customer cancels a paid order: the delivery service decides, and cancels it")
+        order_id = self.paid_order()
+        requested = self.call(self.orders, "POST", f"/api/orders/{order_id}/cancel", self.customer)
+        print(f"   order: {requested['status']} (cancel requested)")
+        print(f"   delivery: {self.delivery_in(order_id, 'canceled')['status']}")
+        print(f"   order: {self.order_in(order_id, 'canceled')['status']}")
+        print("8. The courier hands the parcel over just before the customer cancels: too late")
+        order_id = self.paid_order()
+        self.appoint(order_id)
+        self.call(self.delivery, "POST", f"/api/delivery/{order_id}/finish", self.courier)
+        response = self.orders.post(f"/api/orders/{order_id}/cancel", headers=self.customer)
+        if response.status_code == 409:
+            # The orders service had heard of the delivery already: refused at once.
+            print(f"   cancel refused at once: {response.json()['detail']}")
+        elif response.status_code == 202:
+            delivered = self.order_in(order_id, "delivered")
+            print(f"   order: {delivered['status']}, cancel refused, {delivered['cancel_refused']}")
+        else:
+            raise DemoFailed(f"the late cancel answered {response.status_code}: {response.text}")
+        print("9. The manager cancels a delivery; its order is canceled")
+        order_id = self.paid_order()
         self.call(self.delivery, "POST", f"/api/delivery/{order_id}/cancel", self.manager)
         print(f"   order: {self.order_in(order_id, 'canceled')['status']}")
+
+    def paid_order(self) -> str:
+        order_id: str = self.place_order()["id"]
+        self.call(self.orders, "POST", f"/api/orders/{order_id}/pay", self.customer)
+        self.delivery_in(order_id, "activated")
+        return order_id
+
+    def appoint(self, order_id: str) -> Json:
+        appointed: Json = self.call(
+            self.delivery,
+            "POST",
+            f"/api/delivery/{order_id}/appoint",
+            self.manager,
+            json={"deliveryman_id": str(COURIER_ID)},
+        )
+        return appointed
 
     def legacy(self, amqp_url: str, legacy_prefix: str) -> None:
         created_queue, paid_queue = legacy_queues(legacy_prefix)
         unusable = asyncio.run(why_not_writable(amqp_url, (created_queue, paid_queue)))
         if unusable:
-            print(f"8. (skipped) A teaching-design producer: {unusable}")
+            print(f"10. (skipped) A teaching-design producer: {unusable}")
             return
-        print(f"8. A teaching-design producer writes to {created_queue}")
+        print(f"10. A teaching-design producer writes to {created_queue}")
         order_id = str(uuid.uuid4())
         date = (datetime.now(UTC) + timedelta(days=2)).isoformat()
         asyncio.run(

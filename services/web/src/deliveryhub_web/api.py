@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -30,7 +31,7 @@ from deliveryhub_web.service import DEMO_ACCOUNTS, MAX_EMAIL_LENGTH
 router = APIRouter(include_in_schema=False)
 
 DELIVERY_STATUSES = ("created", "activated", "done", "canceled")
-ORDER_STATUSES = ("created", "paid", "delivered", "canceled")
+ORDER_STATUSES = ("created", "paid", "canceling", "delivered", "canceled")
 HOME_BY_ROLE = {Role.CUSTOMER: "/orders", Role.MANAGER: "/board", Role.COURIER: "/deliveries"}
 
 
@@ -203,9 +204,16 @@ async def cancel_order(pages: PagesDep, user: CurrentUser, order_id: uuid.UUID, 
         form,
         "/orders",
         str(order_id),
-        "Order canceled.",
+        _cancel_outcome,
         pages.backends.orders.call(user.principal, "POST", f"/api/orders/{order_id}/cancel"),
     )
+
+
+def _cancel_outcome(order: Any) -> str:
+    """An unpaid order is canceled at once; a paid one's cancel is asked of the delivery service."""
+    if isinstance(order, dict) and order.get("status") == "canceling":
+        return "Cancel requested: the order is canceled unless the parcel has been handed over already."
+    return "Order canceled."
 
 
 @router.get("/board")
@@ -292,14 +300,18 @@ async def finish(pages: PagesDep, user: CurrentUser, delivery_id: uuid.UUID, for
     )
 
 
-async def _act(pages: Pages, form: CheckedForm, back: str, target: str, done: str, call: Any) -> Response:
-    """Run an API action; come back to the page with its outcome shown next to its item."""
+async def _act(
+    pages: Pages, form: CheckedForm, back: str, target: str, done: str | Callable[[Any], str], call: Any
+) -> Response:
+    """Run an API action; come back to the page with its outcome (`done`, or what `done` makes of
+    the answer) shown next to its item."""
     back = _safe_next(form.text("next")) if form.text("next") else back
     try:
-        await call
+        answer = await call
     except ApiError as error:
         return flash_redirect(pages, back, error.message, kind="error", target=target)
-    return flash_redirect(pages, back, done, kind="success", target=target)
+    message = done if isinstance(done, str) else done(answer)
+    return flash_redirect(pages, back, message, kind="success", target=target)
 
 
 def _client_address(pages: Pages) -> str:
