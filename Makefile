@@ -29,8 +29,11 @@ architecture: install
 
 # The machine's own RabbitMQ runs neither the project's broker configuration nor the management
 # API: the tests that need them run in the RabbitMQ 4 pass below.
+# Three workers (pytest-xdist): the tests mostly wait on servers and processes. Each end-to-end
+# system's tests stay on one worker (tests/conftest.py); what measures latency runs alone afterwards.
 pytest: install
-	$(UV) run pytest -m "not configured_broker"
+	$(UV) run pytest -m "not configured_broker and not alone" -n 3 --dist loadgroup
+	$(UV) run pytest -m "alone and not configured_broker"
 
 # What talks to the broker, once more on RabbitMQ 4: scripts/rabbitmq4.sh starts Debian 13's 4.0
 # beside the machine's server for the run (or uses the one RABBITMQ4_URL names).
@@ -38,7 +41,7 @@ RABBITMQ4_TESTS := tests/integration/kit tests/integration/delivery/test_dead_le
 	tests/deploy/test_processes.py::test_the_services_connect_as_the_users_the_access_job_made
 
 pytest-rabbitmq4: install
-	bash scripts/rabbitmq4.sh run $(UV) run pytest $(RABBITMQ4_TESTS)
+	bash scripts/rabbitmq4.sh run $(UV) run pytest -n 3 --dist loadgroup $(RABBITMQ4_TESTS)
 
 test: lint typecheck architecture pytest pytest-rabbitmq4
 

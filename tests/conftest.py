@@ -543,3 +543,20 @@ def tokens(key_pair: KeyPair) -> Tokens:
             audience=str(defaults["jwt_audience"].default),
         )
     )
+
+
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for `pytest -n` (`--dist loadgroup`): each group runs on one worker, in order.
+
+    The end-to-end tests of one running system stay together: the last of them judges what the
+    others left behind.
+    """
+    for item in items:
+        part = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        callspec = getattr(item, "callspec", None)
+        mode = callspec.params.get("system") if callspec is not None else None
+        if part == "e2e" and mode is not None:
+            item.add_marker(pytest.mark.xdist_group(f"e2e-{mode}"))

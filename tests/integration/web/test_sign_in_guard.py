@@ -103,6 +103,7 @@ async def test_guessing_spread_over_many_addresses_meets_the_account_backstop(we
     assert int(late.headers["Retry-After"]) > web.settings.sign_in_window_seconds
 
 
+@pytest.mark.alone
 async def test_a_flood_of_sign_ins_does_not_stall_the_process(web: RunningWeb) -> None:
     # Twenty people signing in at once, each with an e-mail of their own (checked as carefully).
     browsers = [await web.browser(address=f"10.3.0.{number}") for number in range(20)]
