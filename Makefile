@@ -41,7 +41,7 @@ RABBITMQ4_TESTS := tests/integration/kit tests/integration/delivery/test_dead_le
 	tests/deploy/test_processes.py::test_the_services_connect_as_the_users_the_access_job_made
 
 pytest-rabbitmq4: install
-	bash scripts/rabbitmq4.sh run $(UV) run pytest -n 3 --dist loadgroup $(RABBITMQ4_TESTS)
+	bash scripts/rabbitmq4.sh run $(UV) run pytest $(RABBITMQ4_TESTS)
 
 # One after another: the two passes both start the compose stack as processes, on its fixed ports.
 test: lint typecheck architecture pytest pytest-rabbitmq4
