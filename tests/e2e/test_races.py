@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from deliveryhub_kit.identity import Role
+from tests.conftest import wait_for
 
 from .conftest import LAPTEV, ZUEV, System, run_async
 from .test_story import order_body
@@ -21,18 +20,6 @@ pytestmark = pytest.mark.e2e
 Json = dict[str, Any]
 RACES = 40
 SETTLE_SECONDS = 60.0
-
-
-async def until(probe: Callable[[], Awaitable[Json | None]], *, what: str) -> Json:
-    """Poll `probe` until it answers; fail with `what` at the deadline."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {SETTLE_SECONDS:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Shop:
@@ -55,7 +42,11 @@ class Shop:
         self.order_id = placed.json()["id"]
         paid = await self.orders.post(f"/api/orders/{self.order_id}/pay", headers=self.customer)
         assert paid.status_code == 200, paid.text
-        await until(lambda: self._delivery_if("activated"), what=f"delivery {self.order_id} activated")
+        await wait_for(
+            lambda: self._delivery_if("activated"),
+            timeout=SETTLE_SECONDS,
+            message=f"delivery {self.order_id} activated",
+        )
         appointed = await self.delivery.post(
             f"/api/delivery/{self.order_id}/appoint",
             json={"deliveryman_id": str(self.deliveryman)},
@@ -82,7 +73,10 @@ class Shop:
             )
             return {"order": order, "delivery": delivery} if closed else None
 
-        found = await until(both, what=f"order {self.order_id} and its delivery to close")
+        found = await wait_for(
+            both, timeout=SETTLE_SECONDS, message=f"order {self.order_id} and its delivery to close"
+        )
+        assert isinstance(found, dict)
         return found["order"], found["delivery"]
 
 

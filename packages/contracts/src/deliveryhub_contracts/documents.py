@@ -39,6 +39,7 @@ from deliveryhub_contracts.topology import (
     Names,
     QueueSpec,
     legacy_queues,
+    topic_matches,
 )
 
 DEFAULT_DIRECTORY: Final = Path("docs/events")
@@ -252,7 +253,7 @@ def asyncapi_document(payload_types: Mapping[str, type[Payload]] = PAYLOAD_TYPES
             },
         )
     for spec, consumer in QUEUE_CONSUMERS.items():
-        bound = [key for key in keys if any(_topic_matches(pattern, key) for pattern in spec.bindings)]
+        bound = [key for key in keys if any(topic_matches(pattern, key) for pattern in spec.bindings)]
         _add_channel(
             channels,
             operations,
@@ -498,20 +499,6 @@ def _source_of(routing_key: str) -> str:
     if sender not in SOURCE_OF:
         raise ValueError(f"no service sends {routing_key!r}: SOURCE_OF has no {sender!r}")
     return SOURCE_OF[sender]
-
-
-def _topic_matches(pattern: str, routing_key: str) -> bool:
-    """Whether a topic exchange routes `routing_key` by the binding `pattern` (`*` one word, `#` any)."""
-
-    def matches(patterns: Sequence[str], words: Sequence[str]) -> bool:
-        if not patterns:
-            return not words
-        head, rest = patterns[0], patterns[1:]
-        if head == "#":
-            return any(matches(rest, words[skip:]) for skip in range(len(words) + 1))
-        return bool(words) and head in ("*", words[0]) and matches(rest, words[1:])
-
-    return matches(pattern.split("."), routing_key.split("."))
 
 
 def _identifier(name: str, *, capitalized: bool = False) -> str:

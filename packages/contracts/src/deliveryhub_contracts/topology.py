@@ -45,6 +45,20 @@ class Names:
         return f"{queue}.retry.{round(delay_seconds * 1000)}ms"
 
 
+def topic_matches(binding_key: str, routing_key: str) -> bool:
+    """Whether a topic exchange routes `routing_key` by `binding_key`: `*` is one word, `#` zero or more."""
+    return _words_match(tuple(binding_key.split(".")), tuple(routing_key.split(".")))
+
+
+def _words_match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_words_match(rest, words[skip:]) for skip in range(len(words) + 1))
+    return bool(words) and head in ("*", words[0]) and _words_match(rest, words[1:])
+
+
 def legacy_queues(legacy_prefix: str) -> tuple[str, str]:
     """The teaching design's `order_created` and `order_paid` queue names."""
     return legacy_prefix + ORDER_CREATED_QUEUE, legacy_prefix + ORDER_PAID_QUEUE

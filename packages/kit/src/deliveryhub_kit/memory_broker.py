@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from deliveryhub_contracts.topology import topic_matches
 from deliveryhub_kit.broker import (
     BrokerError,
     BrokerUnavailable,
@@ -76,20 +77,6 @@ def store_path(url: str) -> Path | None:
     """The file a `memory://FILE` URL keeps its state in; None for `memory://` alone."""
     path = url.removeprefix(MEMORY_SCHEME)
     return Path(path) if path else None
-
-
-def topic_matches(binding_key: str, routing_key: str) -> bool:
-    """Whether a topic binding key matches a routing key: `*` is one word, `#` zero or more."""
-    return _words_match(tuple(binding_key.split(".")), tuple(routing_key.split(".")))
-
-
-def _words_match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
-    if not pattern:
-        return not words
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        return any(_words_match(rest, words[skip:]) for skip in range(len(words) + 1))
-    return bool(words) and head in ("*", words[0]) and _words_match(rest, words[1:])
 
 
 @dataclass
