@@ -181,14 +181,14 @@ async def test_a_stale_created_after_canceled_leaves_the_delivery_canceled(
     assert shown.json()["status"] == "canceled"
 
 
-async def test_a_canceled_order_does_not_undo_a_finished_delivery(
+async def finished_delivery(
     delivery: RunningDelivery,
     publish_event: PublishEvent,
     order_events: OrderEvents,
-    delivery_records: DeliveryRecords,
     settle_order_events: Settle,
     tokens: Tokens,
-) -> None:
+) -> uuid.UUID:
+    """A paid order's delivery, appointed to Зуев and finished (delivery version 4)."""
     order_id = uuid.uuid4()
     await publish_event(order_events.created(order_id))
     await publish_event(order_events.paid(order_id, version=2))
@@ -200,6 +200,18 @@ async def test_a_canceled_order_does_not_undo_a_finished_delivery(
     assert appointed.status_code == 200
     finished = await delivery.client.post(f"/api/delivery/{order_id}/finish", headers=manager)
     assert finished.status_code == 200
+    return order_id
+
+
+async def test_a_canceled_order_does_not_undo_a_finished_delivery(
+    delivery: RunningDelivery,
+    publish_event: PublishEvent,
+    order_events: OrderEvents,
+    delivery_records: DeliveryRecords,
+    settle_order_events: Settle,
+    tokens: Tokens,
+) -> None:
+    order_id = await finished_delivery(delivery, publish_event, order_events, settle_order_events, tokens)
 
     await publish_event(order_events.canceled(order_id, version=3))
     await settle_order_events()
@@ -215,7 +227,6 @@ async def test_a_requested_cancel_cancels_an_open_delivery_and_announces_it(
     order_events: OrderEvents,
     delivery_records: DeliveryRecords,
     amqp: Amqp,
-    wait_for: WaitFor,
 ) -> None:
     tap = await amqp.tap("delivery.*")
     order_id = uuid.uuid4()
@@ -241,17 +252,7 @@ async def test_a_requested_cancel_of_a_finished_delivery_changes_nothing(
     settle_order_events: Settle,
     tokens: Tokens,
 ) -> None:
-    order_id = uuid.uuid4()
-    await publish_event(order_events.created(order_id))
-    await publish_event(order_events.paid(order_id, version=2))
-    await settle_order_events()
-    manager = tokens.manager()
-    appointed = await delivery.client.post(
-        f"/api/delivery/{order_id}/appoint", json={"deliveryman_id": str(COURIER_ZUEV)}, headers=manager
-    )
-    assert appointed.status_code == 200
-    finished = await delivery.client.post(f"/api/delivery/{order_id}/finish", headers=manager)
-    assert finished.status_code == 200
+    order_id = await finished_delivery(delivery, publish_event, order_events, settle_order_events, tokens)
     announced = [row.routing_key for row in await delivery_records.outbox()]
     assert announced == ["delivery.appointed", "delivery.finished"]
 
