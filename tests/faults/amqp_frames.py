@@ -1,20 +1,33 @@
-"""Just enough of AMQP 0-9-1 framing to see the broker's publisher confirms go by on a proxied line."""
+"""Just enough of AMQP 0-9-1 framing to see a given method of the broker's go by on a proxied line."""
 
 from __future__ import annotations
 
 from tests.support.proxy import ReplyWatcher
 
 METHOD_FRAME = 1
-# class 60 (basic), method 80 (ack): from the broker to a publisher, that is a publisher confirm.
-BASIC_ACK = (60).to_bytes(2, "big") + (80).to_bytes(2, "big")
 FRAME_HEADER_BYTES = 7  # type (1), channel (2), payload size (4); a frame-end octet follows the payload
 
 
-class ConfirmTripwire:
-    """Trips on the first publisher confirm the broker sends after `arm()`, once."""
+def method(class_id: int, method_id: int) -> bytes:
+    """The first four octets of a method frame's payload: its class and method ids."""
+    return class_id.to_bytes(2, "big") + method_id.to_bytes(2, "big")
 
-    def __init__(self) -> None:
-        self.armed = False
+
+# From the broker to a publisher, basic.ack (60, 80) is a publisher confirm.
+BASIC_ACK = method(60, 80)
+# The broker's answers to the steps of a client attaching: a channel opened, a queue declared,
+# a consumer started.
+CHANNEL_OPEN_OK = method(20, 11)
+QUEUE_DECLARE_OK = method(50, 11)
+BASIC_CONSUME_OK = method(60, 21)
+
+
+class FrameTripwire:
+    """Trips on the first frame of one method the broker sends after `arm()`, once."""
+
+    def __init__(self, wanted: bytes, *, armed: bool = False) -> None:
+        self.wanted = wanted
+        self.armed = armed
         self.tripped = False
 
     def arm(self) -> None:
@@ -26,7 +39,7 @@ class ConfirmTripwire:
 
         def watch(chunk: bytes) -> bool:
             pending.extend(chunk)
-            confirmed = False
+            seen = False
             while len(pending) >= FRAME_HEADER_BYTES:
                 size = int.from_bytes(pending[3:7], "big")
                 end = FRAME_HEADER_BYTES + size + 1
@@ -34,11 +47,18 @@ class ConfirmTripwire:
                     break
                 kind, payload = pending[0], bytes(pending[FRAME_HEADER_BYTES : end - 1])
                 del pending[:end]
-                confirmed = confirmed or (kind == METHOD_FRAME and payload[:4] == BASIC_ACK)
-            if confirmed and self.armed:
+                seen = seen or (kind == METHOD_FRAME and payload[:4] == self.wanted)
+            if seen and self.armed:
                 self.armed = False
                 self.tripped = True
                 return True
             return False
 
         return watch
+
+
+class ConfirmTripwire(FrameTripwire):
+    """Trips on the first publisher confirm the broker sends after `arm()`, once."""
+
+    def __init__(self) -> None:
+        super().__init__(BASIC_ACK)

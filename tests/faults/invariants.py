@@ -92,12 +92,15 @@ class SystemView:
                 latest[order_id] = max(latest.get(order_id, 0), int(data["version"]))
         return latest
 
-    async def unpublished(self) -> int:
+    async def unpublished(self, service: str | None = None) -> int:
+        """Outbox rows not yet marked published: one service's, or both services' together."""
         total = 0
-        for database, model in (
-            (self.orders_database, OrdersOutbox),
-            (self.delivery_database, DeliveryOutbox),
+        for name, database, model in (
+            ("orders", self.orders_database, OrdersOutbox),
+            ("delivery", self.delivery_database, DeliveryOutbox),
         ):
+            if service not in (None, name):
+                continue
             async with database.transaction() as session:
                 total += await _count_unpublished(session, model)
         return total

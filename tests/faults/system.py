@@ -182,8 +182,9 @@ class FaultSystem:
         values = self.settings_values(service)
         return OrdersSettings(**values) if service == "orders" else DeliverySettings(**values)
 
-    async def start_in_process(self, service: ServiceName) -> InProcessService:
-        """The service in this process, attached to the broker, with an HTTP client in front of it."""
+    async def start_in_process(self, service: ServiceName, *, attached: bool = True) -> InProcessService:
+        """The service in this process with an HTTP client in front of it; unless told otherwise,
+        once it has attached to the broker."""
         settings = self.settings(service)
         if isinstance(settings, OrdersSettings):
             app = create_orders_app(settings)
@@ -194,11 +195,12 @@ class FaultSystem:
         await stack.enter_async_context(app.router.lifespan_context(app))
         runtime: ServiceRuntime = app.state.runtime
 
-        async def attached() -> bool:
+        async def is_attached() -> bool:
             await runtime.wait_until_attached()
             return bool(runtime.consumers) and runtime.broker.connected
 
-        await wait_for(attached, timeout=20, message=f"the {service} service to attach to the broker")
+        if attached:
+            await wait_for(is_attached, timeout=20, message=f"the {service} service to attach to the broker")
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}.test")
         )

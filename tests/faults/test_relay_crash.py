@@ -34,7 +34,7 @@ async def test_relay_killed_between_the_confirm_and_the_mark(
     await line.cut()
     shop = Shop(tokens, [orders.client])
     await shop.stream(mixed_stories(ORDERS), every=0.0)
-    backlog = await view.unpublished()
+    backlog = await view.unpublished("orders")
     assert backlog == len(await view.outbox_event_ids("orders"))
 
     # The first confirm of the relay's batch is held on the line, and the process dies right there.
@@ -43,7 +43,8 @@ async def test_relay_killed_between_the_confirm_and_the_mark(
     await wait_for(line.held.is_set, timeout=30, message="the broker's first confirm")
     await orders.kill()
     killed_at = time.monotonic()
-    assert await view.unpublished() == backlog, "a row was marked although the relay died before the mark"
+    # The orders outbox alone: the delivery service may be writing its answers to the events meanwhile.
+    assert await view.unpublished("orders") == backlog, "a row marked, though the relay died before"
     taken_before_restart = await amqp.message_count(tap.queue.name)
 
     await orders.start()

@@ -577,12 +577,14 @@ class InboxConsumer:
         """Take messages again if an outage had stopped it; False if the broker will not yet."""
         if self._consuming or self._subscription is None:
             return True
+        # Set first: the broker's first deliveries can come in before the consume call returns.
+        self._consuming = True
         try:
             await self._subscription.resume()
         except BrokerError as error:
+            self._consuming = False
             logger.warning("%s: cannot consume again yet: %s", self.name, error)
             return False
-        self._consuming = True
         return True
 
     def _outage_over(self) -> None:

@@ -41,7 +41,9 @@ async def ready(request: Request) -> JSONResponse:
         started = time.perf_counter()
         connected = runtime.broker.connected
         checks["broker"] = {
-            "status": "ok" if connected else "failing",
+            # Connected is not enough: until the topology is declared and the consumers run, the
+            # service neither takes events nor has a queue to publish its own to.
+            "status": "ok" if connected and runtime.attached else "failing",
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
         }
     if runtime.consumers:

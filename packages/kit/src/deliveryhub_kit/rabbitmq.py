@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +31,9 @@ from deliveryhub_kit.broker import (
 )
 
 logger = logging.getLogger(__name__)
+
+# What the client library raises when a line, a channel or the broker goes away mid-operation.
+_LINE_ERRORS = (TimeoutError, OSError, aiormq.exceptions.AMQPError, RuntimeError)
 
 
 class RabbitMessage:
@@ -112,23 +116,29 @@ class RabbitSubscription:
         channel: AbstractRobustChannel,
         queue: aio_pika.abc.AbstractQueue,
         on_message: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        *,
+        timeout_seconds: float,
     ) -> None:
         self._channel = channel
         self._queue = queue
         self._on_message = on_message
+        self._timeout = timeout_seconds
         self._tag: ConsumerTag | None = None
 
     async def start(self) -> None:
-        self._tag = await self._queue.consume(self._on_message)
+        try:
+            self._tag = await asyncio.wait_for(self._queue.consume(self._on_message), self._timeout)
+        except _LINE_ERRORS as error:
+            raise BrokerUnavailable(f"consuming {self._queue.name} failed: {error!r}") from error
 
     async def cancel(self) -> None:
         tag, self._tag = self._tag, None
         if tag is None:
             return
         try:
-            await self._queue.cancel(tag)
-        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
-            logger.debug("cancelling consumer %s: %s", tag, error)
+            await asyncio.wait_for(self._queue.cancel(tag), self._timeout)
+        except _LINE_ERRORS as error:
+            logger.debug("cancelling consumer %s: %r", tag, error)
 
     async def resume(self) -> None:
         if self._tag is None:
@@ -136,17 +146,31 @@ class RabbitSubscription:
 
     async def close(self) -> None:
         try:
-            await self._channel.close()
-        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
-            logger.debug("closing the channel of consumer %s: %s", self._queue.name, error)
+            await asyncio.wait_for(self._channel.close(), self._timeout)
+        except _LINE_ERRORS as error:
+            logger.debug("closing the channel of consumer %s: %r", self._queue.name, error)
 
 
 class RabbitBroker:
-    """Publishes on one confirmed channel; each consumer gets a channel of its own."""
+    """Publishes on one confirmed channel; each consumer gets a channel of its own.
 
-    def __init__(self, url: str, *, publish_timeout_seconds: float = 10.0, name: str = "deliveryhub") -> None:
+    Every exchange with the broker but a consumer's messages has a deadline (`operation_timeout_seconds`):
+    a line that drops while a channel opens or a queue is declared leaves the client library
+    waiting for an answer that will not come, and the caller is told the broker is unavailable
+    instead of waiting for ever.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        publish_timeout_seconds: float = 10.0,
+        operation_timeout_seconds: float = 10.0,
+        name: str = "deliveryhub",
+    ) -> None:
         self._url = url
         self._publish_timeout = publish_timeout_seconds
+        self._timeout = operation_timeout_seconds
         self._name = name
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
@@ -159,18 +183,29 @@ class RabbitBroker:
         return connection is not None and not connection.is_closed and connection.connected.is_set()
 
     async def connect(self) -> None:
+        """Connect and open the publishing channel; a connection that fails halfway is closed."""
         read_any_properties()
+        await self.close()
+        # Made here rather than by aio_pika.connect_robust, so that a connection whose opening
+        # fails can still be closed: left alone, it would go on reconnecting unseen.
+        connection = aio_pika.RobustConnection(
+            aio_pika.connection.make_url(self._url), client_properties={"connection_name": self._name}
+        )
         try:
-            self._connection = await aio_pika.connect_robust(
-                self._url, client_properties={"connection_name": self._name}, timeout=10
+            await asyncio.wait_for(connection.connect(timeout=self._timeout), self._timeout)
+            channel = await asyncio.wait_for(
+                connection.channel(publisher_confirms=True, on_return_raises=True), self._timeout
             )
-        except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
-            raise BrokerUnavailable(f"cannot connect to RabbitMQ: {error}") from error
-        self._read_server_version()
-        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        except _LINE_ERRORS as error:
+            await _close_quietly(connection, self._timeout)
+            raise BrokerUnavailable(f"cannot connect to RabbitMQ: {error!r}") from error
+        except BaseException:
+            await _close_quietly(connection, self._timeout)
+            raise
         assert isinstance(channel, AbstractRobustChannel)
-        self._publish_channel = channel
-        self._connection.reconnect_callbacks.add(self._on_reconnect)
+        self._connection, self._publish_channel = connection, channel
+        self._read_server_version()
+        connection.reconnect_callbacks.add(self._on_reconnect)
 
     @property
     def server_version(self) -> tuple[int, ...]:
@@ -190,24 +225,24 @@ class RabbitBroker:
         self._read_server_version()
         for topology in self._topologies:
             try:
-                await self._declare(topology)
-            except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
-                logger.warning("declaring the topology again after a reconnect failed: %s", error)
+                await asyncio.wait_for(self._declare(topology), self._timeout)
+            except _LINE_ERRORS as error:
+                logger.warning("declaring the topology again after a reconnect failed: %r", error)
 
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-        self._connection = None
-        self._publish_channel = None
+        connection, self._connection, self._publish_channel = self._connection, None, None
+        if connection is not None:
+            await _close_quietly(connection, self._timeout)
 
     async def declare(self, topology: Topology) -> None:
         try:
-            await self._declare(topology)
+            await asyncio.wait_for(self._declare(topology), self._timeout)
         except aiormq.exceptions.ChannelAccessRefused as error:
             raise BrokerError(f"the broker refused to declare the topology: {error}") from error
-        except (TimeoutError, ConnectionError, aiormq.exceptions.AMQPConnectionError) as error:
+        except _LINE_ERRORS as error:
             raise BrokerUnavailable(f"declaring the topology failed: {error!r}") from error
-        self._topologies.append(topology)
+        if topology not in self._topologies:
+            self._topologies.append(topology)
 
     async def _declare(self, topology: Topology) -> None:
         connection = self._require_connection()
@@ -287,18 +322,23 @@ class RabbitBroker:
             raise BrokerUnavailable(f"publishing {routing_key} failed: {error!r}") from error
 
     async def consume(self, queue: str, handler: MessageHandler, *, prefetch: int) -> Subscription:
-        channel = await self._require_connection().channel()
-        assert isinstance(channel, AbstractRobustChannel)
-        await channel.set_qos(prefetch_count=prefetch)
+        connection = self._require_connection()
         try:
-            declared = await channel.get_queue(queue, ensure=True)
+            channel = await asyncio.wait_for(connection.channel(), self._timeout)
+            assert isinstance(channel, AbstractRobustChannel)
+            await asyncio.wait_for(channel.set_qos(prefetch_count=prefetch), self._timeout)
+            declared = await asyncio.wait_for(channel.get_queue(queue, ensure=True), self._timeout)
         except aiormq.exceptions.ChannelNotFoundEntity as error:
             raise BrokerError(f"there is no queue {queue!r} to consume") from error
+        except aiormq.exceptions.ChannelAccessRefused as error:
+            raise BrokerError(f"the broker refused consuming {queue}: {error}") from error
+        except _LINE_ERRORS as error:
+            raise BrokerUnavailable(f"opening a channel to consume {queue} failed: {error!r}") from error
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             await handler(RabbitMessage(message))
 
-        subscription = RabbitSubscription(channel, declared, on_message)
+        subscription = RabbitSubscription(channel, declared, on_message, timeout_seconds=self._timeout)
         await subscription.start()
         return subscription
 
@@ -306,3 +346,11 @@ class RabbitBroker:
         if self._connection is None or self._connection.is_closed:
             raise BrokerUnavailable("not connected to RabbitMQ")
         return self._connection
+
+
+async def _close_quietly(connection: AbstractRobustConnection, timeout_seconds: float) -> None:
+    """Close a connection, whatever state its line is in; it stops reconnecting either way."""
+    try:
+        await asyncio.wait_for(connection.close(), timeout_seconds)
+    except _LINE_ERRORS as error:
+        logger.debug("closing the connection to RabbitMQ: %r", error)

@@ -74,6 +74,10 @@ class Runtime(Protocol):
     def expected_revision(self) -> str | None:
         """The migration the database must be at to serve; None to not check."""
 
+    @property
+    def attached(self) -> bool:
+        """The broker's topology is declared and the consumers run (False without a broker)."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -116,6 +120,8 @@ class ServiceRuntime:
             self.database, wiring.inbox_model, retention_seconds=settings.inbox_retention_seconds
         )
         self.consumers: Sequence[InboxConsumer] = ()
+        # True once the topology is declared and the consumers run; the broker reconnects by itself after.
+        self.attached = False
         self.stopping = False
         self._broker_task: asyncio.Task[None] | None = None
 
@@ -136,30 +142,40 @@ class ServiceRuntime:
         self._broker_task = asyncio.create_task(self._attach_broker(), name="attach-broker")
 
     async def _attach_broker(self) -> None:
+        """Connect, declare the topology and start the consumers; after any failure, let go of
+        whatever the attempt had made and start over, until the service is attached or stops."""
         delay = 0.5
         while not self.stopping:
+            consumers: list[InboxConsumer] = []
             try:
                 await self.broker.connect()
                 for topology in self.wiring.topologies:
                     await self.broker.declare(topology)
+                consumers = list(self.wiring.consumers(self))
+                for consumer in consumers:
+                    await consumer.start()
             except BrokerUnavailable as error:
                 logger.warning("broker not reachable (%s); trying again in %.1fs", error, delay)
             except BrokerError as error:
                 # Refused (a user without the rights it needs, say): an operator must act; keep trying.
                 logger.error("the broker refused this service (%s); trying again in %.1fs", error, delay)
+            except Exception:  # a task that died here would leave the service unattached for good
+                logger.exception("attaching to the broker failed; trying again in %.1fs", delay)
             else:
-                break
-            await self.broker.close()
+                self.consumers = consumers
+                self.attached = True
+                self.relay.wake()
+                logger.info("%s attached to the broker", self.settings.service_name)
+                return
+            await self._let_go(consumers)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-        else:
-            return
-        consumers = list(self.wiring.consumers(self))
+
+    async def _let_go(self, consumers: Sequence[InboxConsumer]) -> None:
+        """Close the connection (and the channels on it) and the consumers of a failed attempt."""
+        await self.broker.close()
         for consumer in consumers:
-            await consumer.start()
-        self.consumers = consumers
-        self.relay.wake()
-        logger.info("%s attached to the broker", self.settings.service_name)
+            await consumer.stop(timeout_seconds=1.0)
 
     async def wait_until_attached(self) -> None:
         if self._broker_task is not None:

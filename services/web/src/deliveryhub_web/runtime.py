@@ -67,6 +67,10 @@ class WebRuntime:
         return ()
 
     @property
+    def attached(self) -> bool:
+        return False  # the console has no broker
+
+    @property
     def backends(self) -> Backends:
         assert self._backends is not None, "the console has not started"
         return self._backends
