@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,8 +26,10 @@ from deliveryhub_delivery import domain
 from deliveryhub_delivery.domain import DeliveryStatus
 from deliveryhub_delivery.errors import DeliveryNotFound, InvalidTransition, UnknownDeliveryman
 from deliveryhub_delivery.models import Delivery, Deliveryman
+from deliveryhub_delivery.repository import DeliveryQuery
 from deliveryhub_delivery.service import MANAGER_CANCEL_REASON, DeliveryService
 from deliveryhub_kit.identity import Principal, Role
+from deliveryhub_kit.lists import Page, Sort
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DELIVERY_DATE = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
@@ -53,18 +56,29 @@ class FakeDeliveryRepository:
     def add(self, delivery: Delivery) -> None:
         self.deliveries[delivery.id] = delivery
 
-    async def list(
-        self, *, status: str | None, deliveryman_id: uuid.UUID | None, limit: int, offset: int
-    ) -> Sequence[Delivery]:
+    async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[Delivery]:
         found = [
             delivery
             for delivery in self.deliveries.values()
             if delivery.address is not None
-            and (status is None or delivery.status == status)
-            and (deliveryman_id is None or delivery.deliveryman_id == deliveryman_id)
+            and (query.status is None or delivery.status == query.status)
+            and (query.deliveryman_id is None or delivery.deliveryman_id == query.deliveryman_id)
+            and not (query.unassigned and delivery.deliveryman_id is not None)
         ]
+        newest_first = query.sort is Sort.NEWEST
         found.sort(key=lambda delivery: (-delivery.created_at.timestamp(), delivery.id))
-        return found[offset : offset + limit]
+        if not newest_first:
+            found.sort(key=lambda delivery: (delivery.created_at.timestamp(), delivery.id))
+        return Page(found[offset : offset + limit], len(found))
+
+    async def open_deliveries(self) -> dict[uuid.UUID, int]:
+        return dict(
+            Counter(
+                delivery.deliveryman_id
+                for delivery in self.deliveries.values()
+                if delivery.status == DeliveryStatus.ACTIVATED and delivery.deliveryman_id is not None
+            )
+        )
 
     async def get_deliveryman(self, deliveryman_id: uuid.UUID) -> Deliveryman | None:
         return self.deliverymen.get(deliveryman_id)
@@ -305,7 +319,8 @@ class TestWhoSeesWhat:
 
         listed = await service.list_deliveries(MANAGER)
 
-        assert [delivery.id for delivery in listed] == [newer.id, older.id]
+        assert [delivery.id for delivery in listed.items] == [newer.id, older.id]
+        assert listed.total == 2
 
     async def test_a_courier_sees_only_their_own_deliveries(
         self, service: DeliveryService, repository: FakeDeliveryRepository
@@ -316,16 +331,17 @@ class TestWhoSeesWhat:
 
         listed = await service.list_deliveries(LAPTEV_COURIER)
 
-        assert [delivery.id for delivery in listed] == [own.id]
+        assert [delivery.id for delivery in listed.items] == [own.id]
+        assert listed.total == 1
 
     async def test_a_courier_asking_for_another_couriers_deliveries_gets_none(
         self, service: DeliveryService, repository: FakeDeliveryRepository
     ) -> None:
         stored(repository, DeliveryStatus.ACTIVATED, courier=ZUEV)
 
-        listed = await service.list_deliveries(LAPTEV_COURIER, deliveryman_id=ZUEV.id)
+        listed = await service.list_deliveries(LAPTEV_COURIER, DeliveryQuery(deliveryman_id=ZUEV.id))
 
-        assert listed == []
+        assert listed == Page((), 0)
 
     async def test_a_manager_filters_by_status_and_courier(
         self, service: DeliveryService, repository: FakeDeliveryRepository
@@ -334,9 +350,10 @@ class TestWhoSeesWhat:
         stored(repository, DeliveryStatus.ACTIVATED, courier=ZUEV)
         stored(repository, DeliveryStatus.DONE, courier=LAPTEV)
 
-        listed = await service.list_deliveries(MANAGER, status=DeliveryStatus.DONE, deliveryman_id=ZUEV.id)
+        query = DeliveryQuery(status=DeliveryStatus.DONE, deliveryman_id=ZUEV.id)
+        listed = await service.list_deliveries(MANAGER, query)
 
-        assert [delivery.id for delivery in listed] == [wanted.id]
+        assert [delivery.id for delivery in listed.items] == [wanted.id]
 
     async def test_a_courier_gets_their_own_delivery(
         self, service: DeliveryService, repository: FakeDeliveryRepository
@@ -374,7 +391,7 @@ class TestWhoSeesWhat:
         order_id = uuid.uuid4()
         await service.on_order_canceled(OrderCanceled(order_id=order_id, version=3, reason="changed my mind"))
 
-        assert await service.list_deliveries(MANAGER) == []
+        assert (await service.list_deliveries(MANAGER)).total == 0
         with pytest.raises(DeliveryNotFound):
             await service.get_delivery(MANAGER, order_id)
         with pytest.raises(DeliveryNotFound):
@@ -383,7 +400,30 @@ class TestWhoSeesWhat:
     async def test_the_couriers_are_listed_by_name(self, service: DeliveryService) -> None:
         couriers = await service.list_deliverymen()
 
-        assert [man.name for man in couriers] == [ZUEV.name, LAPTEV.name]
+        assert [man.name for man, _ in couriers] == [ZUEV.name, LAPTEV.name]
+
+    async def test_each_courier_is_listed_with_the_deliveries_open_in_their_hands(
+        self, service: DeliveryService, repository: FakeDeliveryRepository
+    ) -> None:
+        stored(repository, DeliveryStatus.ACTIVATED, courier=ZUEV)
+        stored(repository, DeliveryStatus.ACTIVATED, courier=ZUEV)
+        stored(repository, DeliveryStatus.DONE, courier=ZUEV)
+        stored(repository, DeliveryStatus.CANCELED, courier=LAPTEV)
+        stored(repository, DeliveryStatus.ACTIVATED)
+
+        couriers = await service.list_deliverymen()
+
+        assert [(man.name, count) for man, count in couriers] == [(ZUEV.name, 2), (LAPTEV.name, 0)]
+
+    async def test_a_courier_asking_for_unassigned_deliveries_gets_none(
+        self, service: DeliveryService, repository: FakeDeliveryRepository
+    ) -> None:
+        stored(repository, DeliveryStatus.ACTIVATED)
+        stored(repository, DeliveryStatus.ACTIVATED, courier=LAPTEV)
+
+        listed = await service.list_deliveries(LAPTEV_COURIER, DeliveryQuery(unassigned=True))
+
+        assert listed.total == 0
 
 
 class TestOrderEvents:

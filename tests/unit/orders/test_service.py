@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,8 @@ from deliveryhub_contracts.events import (
     Payload,
 )
 from deliveryhub_kit.identity import Principal, Role
+from deliveryhub_kit.lists import Page
+from deliveryhub_kit.search import Search
 from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.errors import IdempotencyKeyReused, InvalidTransition, OrderNotFound
 from deliveryhub_orders.models import IdempotencyRecord, Order
@@ -50,16 +52,23 @@ class FakeOrderRepository:
         return self.orders.get(order_id)
 
     async def list(
-        self, *, customer_id: uuid.UUID | None, status: str | None, limit: int, offset: int
-    ) -> Sequence[Order]:
+        self,
+        *,
+        customer_id: uuid.UUID | None,
+        status: str | None,
+        search: Search | None,
+        limit: int,
+        offset: int,
+    ) -> Page[Order]:
         found = [
             order
             for order in self.orders.values()
             if (customer_id is None or order.customer_id == customer_id)
             and (status is None or order.status == status)
+            and (search is None or order.id.hex.startswith(search.id_prefix or "-"))
         ]
         found.sort(key=lambda order: (-order.created_at.timestamp(), order.id))
-        return found[offset : offset + limit]
+        return Page(found[offset : offset + limit], len(found))
 
     async def get_idempotency_record(self, customer_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
         return self.keys.get((customer_id, key))
@@ -422,7 +431,7 @@ class TestReadingOrders:
         clock.advance()
         newer = await placed(service, events, ALICE)
 
-        assert [order.id for order in await service.list_orders(ALICE)] == [newer.id, older.id]
+        assert [order.id for order in (await service.list_orders(ALICE)).items] == [newer.id, older.id]
 
     async def test_a_manager_lists_every_order(
         self, service: OrderService, events: RecordingEventSink, clock: Clock
@@ -431,7 +440,7 @@ class TestReadingOrders:
         clock.advance()
         boris = await placed(service, events, BORIS)
 
-        assert [order.id for order in await service.list_orders(MANAGER)] == [boris.id, alices.id]
+        assert [order.id for order in (await service.list_orders(MANAGER)).items] == [boris.id, alices.id]
 
     async def test_the_list_filters_by_status_and_pages(
         self, service: OrderService, events: RecordingEventSink, clock: Clock
@@ -445,8 +454,19 @@ class TestReadingOrders:
         paid = await service.list_orders(ALICE, status=OrderStatus.PAID)
         second_page = await service.list_orders(ALICE, limit=2, offset=2)
 
-        assert [order.id for order in paid] == [orders[1].id]
-        assert [order.id for order in second_page] == [orders[0].id]
+        assert [order.id for order in paid.items] == [orders[1].id]
+        assert [order.id for order in second_page.items] == [orders[0].id]
+        assert (paid.total, second_page.total) == (1, 3)
+
+    async def test_the_list_finds_an_order_by_the_first_characters_of_its_id(
+        self, service: OrderService, events: RecordingEventSink
+    ) -> None:
+        wanted = await placed(service, events)
+        await placed(service, events)
+
+        found = await service.list_orders(ALICE, search=Search.parse(str(wanted.id)[:8]))
+
+        assert [order.id for order in found.items] == [wanted.id]
 
 
 def appointed(order_id: uuid.UUID, deliveryman: Deliveryman = LAPTEV, version: int = 3) -> DeliveryAppointed:
@@ -546,7 +566,7 @@ class TestDeliveryEvents:
         with pytest.raises(OrderNotFound, match=str(event.order_id)):
             await apply(service, event)
 
-        assert await service.list_orders(MANAGER) == []
+        assert await service.list_orders(MANAGER) == Page([], 0)
 
 
 async def apply(

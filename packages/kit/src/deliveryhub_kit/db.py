@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from deliveryhub_kit.search import SQLITE_FOLD, fold
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -207,6 +209,8 @@ def _sqlite_engine(
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+        # SQLite's lower() knows ASCII alone; the lists' search folds every script's case.
+        connection.create_function(SQLITE_FOLD, 1, fold, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Any) -> None:

@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.errors import Unauthenticated
 from deliveryhub_kit.identity import Principal, Role, require_role
+from deliveryhub_kit.lists import TOTAL_HEADER
 from deliveryhub_kit.rates import RequestRate, too_many_requests
+from deliveryhub_kit.search import MAX_QUERY_CHARACTERS
 from deliveryhub_kit.tokens import TokenVerifier
 
 
@@ -66,3 +68,24 @@ def role_dependency(*roles: Role) -> Any:
 # Paging of every list: PostgreSQL's OFFSET is a 64-bit integer.
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many items (1-1000)")]
 Offset = Annotated[int, Query(ge=0, le=2**63 - 1, description="Skip this many items")]
+SearchText = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_QUERY_CHARACTERS,
+        description="The first characters of an id, or words that begin words of the address",
+    ),
+]
+
+
+def total_count_header() -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description of a list's `X-Total-Count` header."""
+    return {
+        200: {
+            "headers": {
+                TOTAL_HEADER: {
+                    "description": "How many items match the filters, on every page",
+                    "schema": {"type": "integer"},
+                }
+            }
+        }
+    }

@@ -5,14 +5,24 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Response
 
 from deliveryhub_delivery.domain import DeliveryStatus
-from deliveryhub_delivery.schemas import AppointRequest, DeliverymanOut, DeliveryOut
+from deliveryhub_delivery.repository import DeliveryQuery
+from deliveryhub_delivery.schemas import AppointRequest, CourierOut, DeliveryOut
 from deliveryhub_delivery.service import DeliveryService, delivery_service
-from deliveryhub_kit.dependencies import Limit, Offset, SessionDep, role_dependency
+from deliveryhub_kit.dependencies import (
+    Limit,
+    Offset,
+    SearchText,
+    SessionDep,
+    role_dependency,
+    total_count_header,
+)
 from deliveryhub_kit.http_errors import error_responses
 from deliveryhub_kit.identity import Principal, Role
+from deliveryhub_kit.lists import TOTAL_HEADER, Sort
+from deliveryhub_kit.search import Search
 
 router = APIRouter(prefix="/api", tags=["delivery"], responses=error_responses(401, 403, 422, 503))
 
@@ -26,20 +36,31 @@ Manager = Annotated[Principal, role_dependency(Role.MANAGER)]
 ManagerOrCourier = Annotated[Principal, role_dependency(Role.MANAGER, Role.COURIER)]
 
 
-@router.get("/delivery/")
+@router.get("/delivery/", responses=total_count_header())
 async def list_deliveries(
     principal: ManagerOrCourier,
     service: ServiceDep,
+    response: Response,
     status: DeliveryStatus | None = None,
     deliveryman_id: uuid.UUID | None = None,
+    unassigned: Annotated[bool, Query(description="Only deliveries no courier is appointed to yet")] = False,
+    q: SearchText = None,
+    sort: Sort = Sort.NEWEST,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[DeliveryOut]:
-    """List deliveries, newest first: all of them for a manager, their own for a courier."""
-    deliveries = await service.list_deliveries(
-        principal, status=status, deliveryman_id=deliveryman_id, limit=limit, offset=offset
+    """List deliveries, newest first unless told `sort=oldest`: all of them for a manager, their
+    own for a courier; the number of all matches is in `X-Total-Count`."""
+    query = DeliveryQuery(
+        status=status,
+        deliveryman_id=deliveryman_id,
+        unassigned=unassigned,
+        search=Search.parse(q),
+        sort=sort,
     )
-    return [DeliveryOut.of(delivery) for delivery in deliveries]
+    page = await service.list_deliveries(principal, query, limit=limit, offset=offset)
+    response.headers[TOTAL_HEADER] = str(page.total)
+    return [DeliveryOut.of(delivery) for delivery in page.items]
 
 
 @router.get("/delivery/{delivery_id}", responses=error_responses(404))
@@ -74,6 +95,9 @@ async def cancel_delivery(delivery_id: uuid.UUID, _: Manager, service: ServiceDe
 
 
 @router.get("/deliverymen")
-async def list_deliverymen(_: Manager, service: ServiceDep) -> list[DeliverymanOut]:
-    """The couriers."""
-    return [DeliverymanOut.model_validate(man) for man in await service.list_deliverymen()]
+async def list_deliverymen(_: Manager, service: ServiceDep) -> list[CourierOut]:
+    """The couriers, each with the deliveries appointed to them and still open."""
+    return [
+        CourierOut(id=man.id, name=man.name, open_deliveries=count)
+        for man, count in await service.list_deliverymen()
+    ]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from deliveryhub_kit.db import UtcDateTime, make_metadata, utcnow
@@ -26,6 +27,25 @@ class Deliveryman(Base):
     name: Mapped[str] = mapped_column(String(200))
 
 
+# A delivery the lists show (one waiting for its order's snapshot has no address), and one waiting
+# for a courier: activated, nobody appointed yet.
+LISTED = "address IS NOT NULL"
+WAITING = "status = 'activated' AND deliveryman_id IS NULL"
+# In a courier's hands: appointed, not done or canceled (the couriers' list counts these).
+OPEN = "status = 'activated' AND deliveryman_id IS NOT NULL"
+
+
+def _where(condition: str) -> dict[str, Any]:
+    return {"postgresql_where": text(condition), "sqlite_where": text(condition)}
+
+
+_listed = _where(LISTED)
+
+# Serves `q`'s address words on PostgreSQL (deliveryhub_kit.search): SQLite has no such index.
+ADDRESS_WORDS_INDEX = "ix_deliveries_address_words"
+ADDRESS_WORDS = text("to_tsvector('simple'::regconfig, address)")
+
+
 class Delivery(Base):
     """The delivery of one order; its id is the order's id.
 
@@ -37,9 +57,14 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         CheckConstraint("status IN ('created', 'activated', 'done', 'canceled')", name="status"),
-        Index("ix_deliveries_created_at", "created_at"),
-        Index("ix_deliveries_status_created_at", "status", "created_at"),
-        Index("ix_deliveries_deliveryman_id_status", "deliveryman_id", "status"),
+        # Each list the APIs answer has an index that walks it in order and counts it; the search's
+        # GIN index on the address words is PostgreSQL's alone (see ADDRESS_WORDS_INDEX).
+        Index("ix_deliveries_listed", "created_at", "id", **_listed),
+        Index("ix_deliveries_status_listed", "status", "created_at", "id", **_listed),
+        Index("ix_deliveries_waiting", "created_at", "id", **_where(f"{LISTED} AND {WAITING}")),
+        Index("ix_deliveries_courier_listed", "deliveryman_id", "status", "created_at", "id", **_listed),
+        Index("ix_deliveries_open", "deliveryman_id", **_where(f"{LISTED} AND {OPEN}")),
+        Index(ADDRESS_WORDS_INDEX, ADDRESS_WORDS, postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deliveryhub_delivery.domain import DeliveryStatus
 from deliveryhub_delivery.models import Delivery, Deliveryman
+from deliveryhub_kit.lists import Page, Sort
+from deliveryhub_kit.search import Search
 
 # Deliveries this transaction has locked already, by id (None: there is none), so that the handlers
 # of a batch of events find them without a query each.
 LOCKED_KEY = "deliveries_locked"
+
+
+@dataclass(frozen=True)
+class DeliveryQuery:
+    """Which deliveries a list shows, and in which order."""
+
+    status: DeliveryStatus | None = None
+    deliveryman_id: uuid.UUID | None = None
+    unassigned: bool = False  # no courier appointed yet
+    search: Search | None = None
+    sort: Sort = Sort.NEWEST
 
 
 class SqlDeliveryRepository:
@@ -45,25 +60,46 @@ class SqlDeliveryRepository:
         self._session.add(delivery)
         self._locked[delivery.id] = delivery
 
-    async def list(
-        self,
-        *,
-        status: str | None,
-        deliveryman_id: uuid.UUID | None,
-        limit: int,
-        offset: int,
-    ) -> Sequence[Delivery]:
-        # Records still waiting for their order's snapshot have no address and are not shown.
-        query = select(Delivery).where(Delivery.address.is_not(None))
-        if status is not None:
-            query = query.where(Delivery.status == status)
-        if deliveryman_id is not None:
-            query = query.where(Delivery.deliveryman_id == deliveryman_id)
-        query = query.order_by(Delivery.created_at.desc(), Delivery.id).limit(limit).offset(offset)
-        return (await self._session.scalars(query)).unique().all()
+    async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[Delivery]:
+        conditions = _conditions(query)
+        total = await self._session.scalar(select(func.count()).select_from(Delivery).where(*conditions))
+        # By (created_at, id) either way, so that one index serves both orders.
+        if query.sort is Sort.OLDEST:
+            order = (Delivery.created_at.asc(), Delivery.id.asc())
+        else:
+            order = (Delivery.created_at.desc(), Delivery.id.desc())
+        rows = select(Delivery).where(*conditions).order_by(*order).limit(limit).offset(offset)
+        return Page((await self._session.scalars(rows)).unique().all(), int(total or 0))
+
+    async def open_deliveries(self) -> dict[uuid.UUID, int]:
+        """How many deliveries each courier has appointed and not yet done or canceled."""
+        query = (
+            select(Delivery.deliveryman_id, func.count())
+            .where(
+                Delivery.address.is_not(None),  # as listed: the courier index covers these alone
+                Delivery.status == DeliveryStatus.ACTIVATED,
+                Delivery.deliveryman_id.is_not(None),
+            )
+            .group_by(Delivery.deliveryman_id)
+        )
+        return {man: int(count) for man, count in (await self._session.execute(query)).all() if man}
 
     async def get_deliveryman(self, deliveryman_id: uuid.UUID) -> Deliveryman | None:
         return await self._session.get(Deliveryman, deliveryman_id)
 
     async def list_deliverymen(self) -> Sequence[Deliveryman]:
         return (await self._session.scalars(select(Deliveryman).order_by(Deliveryman.name))).all()
+
+
+def _conditions(query: DeliveryQuery) -> list[ColumnElement[bool]]:
+    # Records still waiting for their order's snapshot have no address and are not shown.
+    conditions: list[ColumnElement[bool]] = [Delivery.address.is_not(None)]
+    if query.status is not None:
+        conditions.append(Delivery.status == query.status)
+    if query.deliveryman_id is not None:
+        conditions.append(Delivery.deliveryman_id == query.deliveryman_id)
+    if query.unassigned:
+        conditions.append(Delivery.deliveryman_id.is_(None))
+    if query.search is not None:
+        conditions.append(query.search.condition(Delivery.id, Delivery.address))
+    return conditions

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from deliveryhub_delivery.domain import DeliveryStatus
 from deliveryhub_delivery.models import Delivery
@@ -16,6 +16,12 @@ class DeliverymanOut(BaseModel):
 
     id: uuid.UUID
     name: str
+
+
+class CourierOut(DeliverymanOut):
+    """A courier as the couriers' list shows one: with the deliveries in their hands."""
+
+    open_deliveries: int = Field(description="Deliveries appointed to them and not yet done or canceled")
 
 
 class DeliveryOut(BaseModel):

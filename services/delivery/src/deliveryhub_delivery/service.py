@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,12 +23,13 @@ from deliveryhub_contracts.events import (
 from deliveryhub_contracts.events import Deliveryman as DeliverymanPayload
 from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
 from deliveryhub_delivery import domain
-from deliveryhub_delivery.domain import DeliveryStatus, OrderChange, OrderFacts
+from deliveryhub_delivery.domain import OrderChange, OrderFacts
 from deliveryhub_delivery.errors import DeliveryNotFound, UnknownDeliveryman
 from deliveryhub_delivery.models import Delivery, Deliveryman, OutboxMessage
-from deliveryhub_delivery.repository import SqlDeliveryRepository
+from deliveryhub_delivery.repository import DeliveryQuery, SqlDeliveryRepository
 from deliveryhub_kit.db import utcnow
 from deliveryhub_kit.identity import Principal, Role
+from deliveryhub_kit.lists import Page
 from deliveryhub_kit.outbox import EventSink, Outbox
 
 MANAGER_CANCEL_REASON = "canceled by the shop manager"
@@ -36,9 +38,8 @@ MANAGER_CANCEL_REASON = "canceled by the shop manager"
 class DeliveryRepository(Protocol):
     async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None: ...
     def add(self, delivery: Delivery) -> None: ...
-    async def list(
-        self, *, status: str | None, deliveryman_id: uuid.UUID | None, limit: int, offset: int
-    ) -> Sequence[Delivery]: ...
+    async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[Delivery]: ...
+    async def open_deliveries(self) -> dict[uuid.UUID, int]: ...
     async def get_deliveryman(self, deliveryman_id: uuid.UUID) -> Deliveryman | None: ...
     async def list_deliverymen(self) -> Sequence[Deliveryman]: ...
 
@@ -55,22 +56,15 @@ class DeliveryService:
         self._clock = clock
 
     async def list_deliveries(
-        self,
-        principal: Principal,
-        *,
-        status: DeliveryStatus | None = None,
-        deliveryman_id: uuid.UUID | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> Sequence[Delivery]:
+        self, principal: Principal, query: DeliveryQuery | None = None, *, limit: int = 100, offset: int = 0
+    ) -> Page[Delivery]:
         """Every delivery for a manager; a courier sees only the ones appointed to them."""
+        query = query or DeliveryQuery()
         if principal.role is Role.COURIER:
-            if deliveryman_id is not None and deliveryman_id != principal.deliveryman_id:
-                return []
-            deliveryman_id = principal.deliveryman_id
-        return await self._deliveries.list(
-            status=status, deliveryman_id=deliveryman_id, limit=limit, offset=offset
-        )
+            if query.deliveryman_id not in (None, principal.deliveryman_id):
+                return Page((), 0)
+            query = replace(query, deliveryman_id=principal.deliveryman_id)
+        return await self._deliveries.list(query, limit=limit, offset=offset)
 
     async def get_delivery(self, principal: Principal, delivery_id: uuid.UUID) -> Delivery:
         return await self._visible(principal, delivery_id)
@@ -120,8 +114,10 @@ class DeliveryService:
             subject=str(delivery.id),
         )
 
-    async def list_deliverymen(self) -> Sequence[Deliveryman]:
-        return await self._deliveries.list_deliverymen()
+    async def list_deliverymen(self) -> Sequence[tuple[Deliveryman, int]]:
+        """The couriers, each with how many deliveries they have appointed and open."""
+        open_deliveries = await self._deliveries.open_deliveries()
+        return [(man, open_deliveries.get(man.id, 0)) for man in await self._deliveries.list_deliverymen()]
 
     async def on_order_created(self, event: OrderCreated) -> None:
         await self._absorb(_snapshot_facts(event, OrderChange.CREATED))

@@ -5,12 +5,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, status
+from fastapi import APIRouter, Depends, Header, Response, status
 from fastapi.responses import JSONResponse
 
-from deliveryhub_kit.dependencies import Limit, Offset, SessionDep, role_dependency
+from deliveryhub_kit.dependencies import (
+    Limit,
+    Offset,
+    SearchText,
+    SessionDep,
+    role_dependency,
+    total_count_header,
+)
 from deliveryhub_kit.http_errors import error_responses
 from deliveryhub_kit.identity import Principal, Role
+from deliveryhub_kit.lists import TOTAL_HEADER
+from deliveryhub_kit.search import Search
 from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.schemas import OrderCreate, OrderOut
 from deliveryhub_orders.service import OrderService, order_service
@@ -54,17 +63,23 @@ async def place_order(
     return JSONResponse(placed.document, status_code=status.HTTP_201_CREATED, headers=headers)
 
 
-@router.get("")
+@router.get("", responses=total_count_header())
 async def list_orders(
     principal: CustomerOrManager,
     service: ServiceDep,
+    response: Response,
     status: OrderStatus | None = None,
+    q: SearchText = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[OrderOut]:
-    """A customer's own orders, or every order for a manager; newest first."""
-    orders = await service.list_orders(principal, status=status, limit=limit, offset=offset)
-    return [OrderOut.of(order) for order in orders]
+    """A customer's own orders, or every order for a manager; newest first. The number of all
+    matches is in `X-Total-Count`."""
+    page = await service.list_orders(
+        principal, status=status, search=Search.parse(q), limit=limit, offset=offset
+    )
+    response.headers[TOTAL_HEADER] = str(page.total)
+    return [OrderOut.of(order) for order in page.items]
 
 
 @router.get("/{order_id}", responses=error_responses(404))

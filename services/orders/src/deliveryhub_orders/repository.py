@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 
-from sqlalchemy import exc, insert, select
+from sqlalchemy import ColumnElement, exc, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deliveryhub_kit.lists import Page
+from deliveryhub_kit.search import Search
 from deliveryhub_orders.models import Base, IdempotencyRecord, Order
 
 # One statement, compiled once; each order only brings its values.
@@ -27,15 +28,31 @@ class SqlOrderRepository:
         return (await self._session.scalars(query)).one_or_none()
 
     async def list(
-        self, *, customer_id: uuid.UUID | None, status: str | None, limit: int, offset: int
-    ) -> Sequence[Order]:
-        query = select(Order)
+        self,
+        *,
+        customer_id: uuid.UUID | None,
+        status: str | None,
+        search: Search | None,
+        limit: int,
+        offset: int,
+    ) -> Page[Order]:
+        conditions: list[ColumnElement[bool]] = []
         if customer_id is not None:
-            query = query.where(Order.customer_id == customer_id)
+            conditions.append(Order.customer_id == customer_id)
         if status is not None:
-            query = query.where(Order.status == status)
-        query = query.order_by(Order.created_at.desc(), Order.id).limit(limit).offset(offset)
-        return (await self._session.scalars(query)).all()
+            conditions.append(Order.status == status)
+        if search is not None:
+            conditions.append(search.condition(Order.id, Order.address))
+        total = await self._session.scalar(select(func.count()).select_from(Order).where(*conditions))
+        # By (created_at, id), so that the indexes on them serve the order.
+        query = (
+            select(Order)
+            .where(*conditions)
+            .order_by(Order.created_at.desc(), Order.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return Page((await self._session.scalars(query)).all(), int(total or 0))
 
     async def get_idempotency_record(self, customer_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
         return await self._session.get(IdempotencyRecord, (customer_id, key))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,7 +23,9 @@ from deliveryhub_contracts.events import (
 )
 from deliveryhub_kit.db import utcnow
 from deliveryhub_kit.identity import Principal, Role
+from deliveryhub_kit.lists import Page
 from deliveryhub_kit.outbox import EventSink, Outbox
+from deliveryhub_kit.search import Search
 from deliveryhub_orders import domain
 from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.errors import IdempotencyKeyReused, OrderNotFound
@@ -35,8 +37,14 @@ from deliveryhub_orders.schemas import OrderCreate, OrderOut
 class OrderRepository(Protocol):
     async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None: ...
     async def list(
-        self, *, customer_id: uuid.UUID | None, status: str | None, limit: int, offset: int
-    ) -> Sequence[Order]: ...
+        self,
+        *,
+        customer_id: uuid.UUID | None,
+        status: str | None,
+        search: Search | None,
+        limit: int,
+        offset: int,
+    ) -> Page[Order]: ...
     async def get_idempotency_record(self, customer_id: uuid.UUID, key: str) -> IdempotencyRecord | None: ...
     async def add(self, order: Order, record: IdempotencyRecord | None) -> bool: ...
 
@@ -107,11 +115,19 @@ class OrderService:
         return PlacedOrder(document=record.response, replayed=True)
 
     async def list_orders(
-        self, principal: Principal, *, status: OrderStatus | None = None, limit: int = 100, offset: int = 0
-    ) -> Sequence[Order]:
+        self,
+        principal: Principal,
+        *,
+        status: OrderStatus | None = None,
+        search: Search | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[Order]:
         """A customer's own orders; every order for a manager."""
         customer_id = None if principal.role is Role.MANAGER else principal.subject
-        return await self._orders.list(customer_id=customer_id, status=status, limit=limit, offset=offset)
+        return await self._orders.list(
+            customer_id=customer_id, status=status, search=search, limit=limit, offset=offset
+        )
 
     async def get_order(self, principal: Principal, order_id: uuid.UUID) -> Order:
         return await self._visible(principal, order_id)
