@@ -423,9 +423,9 @@ async def test_a_manager_sees_the_three_couriers(delivery: RunningDelivery, toke
     assert response.status_code == 200
     assert sorted(response.json(), key=lambda man: man["id"]) == sorted(
         [
-            {"id": str(LAPTEV), "name": "Лаптев Иван Алексаендрович"},
-            {"id": str(ZUEV), "name": "Зуев Андрей Сергеевич"},
-            {"id": str(KUDZH), "name": "Кудж Станислав Алексеевич"},
+            {"id": str(LAPTEV), "name": "Лаптев Иван Алексаендрович", "open_deliveries": 0},
+            {"id": str(ZUEV), "name": "Зуев Андрей Сергеевич", "open_deliveries": 0},
+            {"id": str(KUDZH), "name": "Кудж Станислав Алексеевич", "open_deliveries": 0},
         ],
         key=lambda man: man["id"],
     )
