@@ -427,7 +427,7 @@ async def test_a_manager_sees_the_three_couriers(delivery: RunningDelivery, toke
             {"id": str(ZUEV), "name": "Зуев Андрей Сергеевич", "open_deliveries": 0},
             {"id": str(KUDZH), "name": "Кудж Станислав Алексеевич", "open_deliveries": 0},
         ],
-        key=lambda man: man["id"],
+        key=lambda man: str(man["id"]),
     )
 
 
