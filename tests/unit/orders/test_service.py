@@ -27,6 +27,7 @@ from deliveryhub_kit.search import Search
 from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.errors import IdempotencyKeyReused, InvalidTransition, OrderNotFound
 from deliveryhub_orders.models import IdempotencyRecord, Order
+from deliveryhub_orders.repository import OrderQuery
 from deliveryhub_orders.schemas import OrderCreate, OrderOut
 from deliveryhub_orders.service import OrderService, PlacedOrder
 
@@ -51,20 +52,13 @@ class FakeOrderRepository:
     async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
         return self.orders.get(order_id)
 
-    async def list(
-        self,
-        *,
-        customer_id: uuid.UUID | None,
-        status: str | None,
-        search: Search | None,
-        limit: int,
-        offset: int,
-    ) -> Page[Order]:
+    async def list(self, query: OrderQuery, *, limit: int, offset: int) -> Page[Order]:
+        search = query.search
         found = [
             order
             for order in self.orders.values()
-            if (customer_id is None or order.customer_id == customer_id)
-            and (status is None or order.status == status)
+            if (query.customer_id is None or order.customer_id == query.customer_id)
+            and (query.status is None or order.status == query.status)
             and (search is None or order.id.hex.startswith(search.id_prefix or "-"))
         ]
         found.sort(key=lambda order: (-order.created_at.timestamp(), order.id))

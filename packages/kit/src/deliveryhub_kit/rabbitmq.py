@@ -33,7 +33,7 @@ from deliveryhub_kit.broker import (
 logger = logging.getLogger(__name__)
 
 # What the client library raises when a line, a channel or the broker goes away mid-operation.
-_LINE_ERRORS = (TimeoutError, OSError, aiormq.exceptions.AMQPError, RuntimeError)
+_LINE_ERRORS = (OSError, aiormq.exceptions.AMQPError, RuntimeError)  # OSError: timeouts, resets too
 
 
 class RabbitMessage:
@@ -106,7 +106,7 @@ def _settling(what: str) -> Iterator[None]:
     """A message whose channel has closed cannot be settled: the broker hands it out again."""
     try:
         yield
-    except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
+    except _LINE_ERRORS as error:
         raise BrokerUnavailable(f"cannot {what} the message: its channel is closed ({error!r})") from error
 
 
@@ -318,7 +318,7 @@ class RabbitBroker:
             raise Unroutable(f"no queue is bound to {exchange or '(default)'}/{routing_key}") from error
         except aiormq.exceptions.DeliveryError as error:
             raise PublishRejected(f"the broker refused {routing_key}: {error}") from error
-        except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
+        except _LINE_ERRORS as error:
             raise BrokerUnavailable(f"publishing {routing_key} failed: {error!r}") from error
 
     async def consume(self, queue: str, handler: MessageHandler, *, prefetch: int) -> Subscription:

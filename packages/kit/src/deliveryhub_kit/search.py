@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam, false, or_
+from sqlalchemy import BindParameter, ColumnElement, bindparam, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnClause
 from sqlalchemy.sql.sqltypes import Boolean
@@ -67,7 +67,7 @@ class Search:
             matches.append(id_column.between(*bounds))
         if self.words:
             matches.append(AddressHasWords(address_column, self.words))
-        return or_(*matches) if matches else false()
+        return or_(*matches)  # parse() makes no search without a prefix or a word
 
 
 class AddressHasWords(ColumnElement[bool]):

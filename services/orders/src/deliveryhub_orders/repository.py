@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, exc, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,15 @@ _INSERT_ORDER = insert(_ORDER_TABLE)
 _ORDER_COLUMNS = tuple(column.key for column in _ORDER_TABLE.columns)
 
 
+@dataclass(frozen=True)
+class OrderQuery:
+    """Which orders a list shows: one customer's (None: everyone's), of one status, matching a search."""
+
+    customer_id: uuid.UUID | None = None
+    status: str | None = None
+    search: Search | None = None
+
+
 class SqlOrderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -27,32 +37,24 @@ class SqlOrderRepository:
             query = query.with_for_update()
         return (await self._session.scalars(query)).one_or_none()
 
-    async def list(
-        self,
-        *,
-        customer_id: uuid.UUID | None,
-        status: str | None,
-        search: Search | None,
-        limit: int,
-        offset: int,
-    ) -> Page[Order]:
+    async def list(self, query: OrderQuery, *, limit: int, offset: int) -> Page[Order]:
         conditions: list[ColumnElement[bool]] = []
-        if customer_id is not None:
-            conditions.append(Order.customer_id == customer_id)
-        if status is not None:
-            conditions.append(Order.status == status)
-        if search is not None:
-            conditions.append(search.condition(Order.id, Order.address))
+        if query.customer_id is not None:
+            conditions.append(Order.customer_id == query.customer_id)
+        if query.status is not None:
+            conditions.append(Order.status == query.status)
+        if query.search is not None:
+            conditions.append(query.search.condition(Order.id, Order.address))
         total = await self._session.scalar(select(func.count()).select_from(Order).where(*conditions))
         # By (created_at, id), so that the indexes on them serve the order.
-        query = (
+        rows = (
             select(Order)
             .where(*conditions)
             .order_by(Order.created_at.desc(), Order.id.desc())
             .limit(limit)
             .offset(offset)
         )
-        return Page((await self._session.scalars(query)).all(), int(total or 0))
+        return Page((await self._session.scalars(rows)).all(), int(total or 0))
 
     async def get_idempotency_record(self, customer_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
         return await self._session.get(IdempotencyRecord, (customer_id, key))

@@ -30,21 +30,13 @@ from deliveryhub_orders import domain
 from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.errors import IdempotencyKeyReused, OrderNotFound
 from deliveryhub_orders.models import IdempotencyRecord, Order, OutboxMessage
-from deliveryhub_orders.repository import SqlOrderRepository
+from deliveryhub_orders.repository import OrderQuery, SqlOrderRepository
 from deliveryhub_orders.schemas import OrderCreate, OrderOut
 
 
 class OrderRepository(Protocol):
     async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None: ...
-    async def list(
-        self,
-        *,
-        customer_id: uuid.UUID | None,
-        status: str | None,
-        search: Search | None,
-        limit: int,
-        offset: int,
-    ) -> Page[Order]: ...
+    async def list(self, query: OrderQuery, *, limit: int, offset: int) -> Page[Order]: ...
     async def get_idempotency_record(self, customer_id: uuid.UUID, key: str) -> IdempotencyRecord | None: ...
     async def add(self, order: Order, record: IdempotencyRecord | None) -> bool: ...
 
@@ -125,9 +117,8 @@ class OrderService:
     ) -> Page[Order]:
         """A customer's own orders; every order for a manager."""
         customer_id = None if principal.role is Role.MANAGER else principal.subject
-        return await self._orders.list(
-            customer_id=customer_id, status=status, search=search, limit=limit, offset=offset
-        )
+        query = OrderQuery(customer_id=customer_id, status=status, search=search)
+        return await self._orders.list(query, limit=limit, offset=offset)
 
     async def get_order(self, principal: Principal, order_id: uuid.UUID) -> Order:
         return await self._visible(principal, order_id)
