@@ -121,6 +121,26 @@ async def test_each_filter_in_both_orders_pages_and_counts_all_its_matches(
     assert ids(default) == newest_first(made)
 
 
+async def test_the_latest_changed_come_first_when_sorted_by_update(
+    listed: tuple[RunningDelivery, list[Seeded]], tokens: Tokens
+) -> None:
+    delivery, made = listed
+    manager = tokens.manager()
+    waiting = [seed for seed in made if seed.status == "activated" and seed.courier is None]
+    first, second = waiting[-1], waiting[0]  # the newest made changes first, the oldest last
+    for seed in (first, second):
+        appointed = await delivery.client.post(
+            f"/api/delivery/{seed.id}/appoint", json={"deliveryman_id": str(LAPTEV)}, headers=manager
+        )
+        assert appointed.status_code == 200, appointed.text
+    response = await delivery.client.get(
+        "/api/delivery/", params={"sort": "updated", "limit": 3}, headers=manager
+    )
+    assert ids(response)[:2] == [second.id, first.id]
+    assert response.headers["X-Total-Count"] == str(len(made))
+    assert response.json()[0]["updated_at"] >= response.json()[1]["updated_at"]
+
+
 async def test_the_search_finds_by_the_first_characters_of_an_id_or_by_words_of_the_address(
     listed: tuple[RunningDelivery, list[Seeded]], tokens: Tokens
 ) -> None:

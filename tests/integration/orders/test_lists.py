@@ -69,6 +69,27 @@ async def test_the_list_counts_its_matches_and_finds_by_id_or_address_words(
     assert await listed(manager, q=uuid.UUID(target).hex) == ([target], 1)
 
 
+async def test_the_list_sorts_by_creation_either_way_or_by_the_latest_change(
+    orders: RunningOrders, new_customer: NewCustomer, tokens: Tokens
+) -> None:
+    customer = new_customer()
+    placed = [(await customer.place_order(address=f"Москва, Арбат, {n}"))["id"] for n in range(3)]
+    paid = await orders.client.post(f"/api/orders/{placed[0]}/pay", headers=customer.headers)
+    assert paid.status_code == 200, paid.text
+
+    async def listed(sort: str) -> list[str]:
+        response = await orders.client.get("/api/orders", params={"sort": sort}, headers=customer.headers)
+        assert response.headers["X-Total-Count"] == "3"
+        return ids(response)
+
+    assert await listed("newest") == placed[::-1]
+    assert await listed("oldest") == placed
+    assert await listed("updated") == [placed[0], placed[2], placed[1]]
+    refused = await orders.client.get("/api/orders", params={"sort": "sideways"}, headers=customer.headers)
+    assert refused.status_code == 422
+    assert refused.json()["error"] == "validation_error"
+
+
 @pytest.mark.parametrize("q", ["%", "_", "'", "\\", ":* & !", "a\x00b", "   ", "Москва " * 28])
 async def test_no_search_text_breaks_the_list(
     orders: RunningOrders, new_customer: NewCustomer, tokens: Tokens, q: str

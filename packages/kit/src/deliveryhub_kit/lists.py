@@ -5,16 +5,37 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import UnaryExpression
+from sqlalchemy.orm import InstrumentedAttribute
 
 T = TypeVar("T")
 
 
 class Sort(enum.StrEnum):
-    """By when the record was made: the newest first (every list's default) or the oldest."""
+    """By when the record was made, the newest first (every list's default) or the oldest; or by
+    when it last changed, the latest change first (what a live view follows)."""
 
     NEWEST = "newest"
     OLDEST = "oldest"
+    UPDATED = "updated"
+
+
+def ordering(
+    sort: Sort,
+    *,
+    created_at: InstrumentedAttribute[Any],
+    updated_at: InstrumentedAttribute[Any],
+    id: InstrumentedAttribute[Any],
+) -> tuple[UnaryExpression[Any], UnaryExpression[Any]]:
+    """The ORDER BY of a list: by (created_at, id) either way, so that one index serves both
+    orders; by (updated_at, id) for the latest changes."""
+    if sort is Sort.OLDEST:
+        return created_at.asc(), id.asc()
+    if sort is Sort.UPDATED:
+        return updated_at.desc(), id.desc()
+    return created_at.desc(), id.desc()
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,9 @@ async def list_deliveries(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[DeliveryOut]:
-    """List deliveries, newest first unless told `sort=oldest`: all of them for a manager, their
-    own for a courier; the number of all matches is in `X-Total-Count`."""
+    """List deliveries, newest first unless told `sort=oldest`, or `sort=updated` for the latest
+    changed first: all of them for a manager, their own for a courier; the number of all matches
+    is in `X-Total-Count`."""
     query = DeliveryQuery(
         status=status,
         deliveryman_id=deliveryman_id,

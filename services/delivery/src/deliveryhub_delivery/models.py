@@ -64,6 +64,7 @@ class Delivery(Base):
         Index("ix_deliveries_waiting", "created_at", "id", **_where(f"{LISTED} AND {WAITING}")),
         Index("ix_deliveries_courier_listed", "deliveryman_id", "status", "created_at", "id", **_listed),
         Index("ix_deliveries_open", "deliveryman_id", **_where(f"{LISTED} AND {OPEN}")),
+        Index("ix_deliveries_updated", "updated_at", "id", **_listed),
         Index(ADDRESS_WORDS_INDEX, ADDRESS_WORDS, postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_delivery.domain import DeliveryStatus
 from deliveryhub_delivery.models import Delivery, Deliveryman
-from deliveryhub_kit.lists import Page, Sort
+from deliveryhub_kit.lists import Page, Sort, ordering
 from deliveryhub_kit.search import Search
 
 # Deliveries this transaction has locked already, by id (None: there is none), so that the handlers
@@ -63,11 +63,9 @@ class SqlDeliveryRepository:
     async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[Delivery]:
         conditions = _conditions(query)
         total = await self._session.scalar(select(func.count()).select_from(Delivery).where(*conditions))
-        # By (created_at, id) either way, so that one index serves both orders.
-        if query.sort is Sort.OLDEST:
-            order = (Delivery.created_at.asc(), Delivery.id.asc())
-        else:
-            order = (Delivery.created_at.desc(), Delivery.id.desc())
+        order = ordering(
+            query.sort, created_at=Delivery.created_at, updated_at=Delivery.updated_at, id=Delivery.id
+        )
         rows = select(Delivery).where(*conditions).order_by(*order).limit(limit).offset(offset)
         return Page((await self._session.scalars(rows)).unique().all(), int(total or 0))
 

@@ -18,7 +18,7 @@ from deliveryhub_kit.dependencies import (
 )
 from deliveryhub_kit.http_errors import error_responses
 from deliveryhub_kit.identity import Principal, Role
-from deliveryhub_kit.lists import TOTAL_HEADER
+from deliveryhub_kit.lists import TOTAL_HEADER, Sort
 from deliveryhub_kit.search import Search
 from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.schemas import OrderCreate, OrderOut
@@ -70,13 +70,15 @@ async def list_orders(
     response: Response,
     status: OrderStatus | None = None,
     q: SearchText = None,
+    sort: Sort = Sort.NEWEST,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[OrderOut]:
-    """A customer's own orders, or every order for a manager; newest first. The number of all
-    matches is in `X-Total-Count`."""
+    """A customer's own orders, or every order for a manager; newest first unless told
+    `sort=oldest`, or `sort=updated` for the latest changed first. The number of all matches is
+    in `X-Total-Count`."""
     page = await service.list_orders(
-        principal, status=status, search=Search.parse(q), limit=limit, offset=offset
+        principal, status=status, search=Search.parse(q), sort=sort, limit=limit, offset=offset
     )
     response.headers[TOTAL_HEADER] = str(page.total)
     return [OrderOut.of(order) for order in page.items]

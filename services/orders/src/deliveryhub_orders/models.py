@@ -32,6 +32,8 @@ class Order(Base):
         Index("ix_orders_customer_id_created_at", "customer_id", "created_at"),
         Index("ix_orders_status_created_at", "status", "created_at"),
         Index("ix_orders_created_at", "created_at"),
+        # The latest changes first (`sort=updated`), which the console's live view follows.
+        Index("ix_orders_updated", "updated_at", "id"),
         # Serves `q`'s address words on PostgreSQL (deliveryhub_kit.search): SQLite has no such index.
         Index(
             "ix_orders_address_words",

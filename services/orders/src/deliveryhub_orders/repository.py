@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, exc, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deliveryhub_kit.lists import Page
+from deliveryhub_kit.lists import Page, Sort, ordering
 from deliveryhub_kit.search import Search
 from deliveryhub_orders.models import Base, IdempotencyRecord, Order
 
@@ -20,11 +20,13 @@ _ORDER_COLUMNS = tuple(column.key for column in _ORDER_TABLE.columns)
 
 @dataclass(frozen=True)
 class OrderQuery:
-    """Which orders a list shows: one customer's (None: everyone's), of one status, matching a search."""
+    """Which orders a list shows: one customer's (None: everyone's), of one status, matching a
+    search; and in which order."""
 
     customer_id: uuid.UUID | None = None
     status: str | None = None
     search: Search | None = None
+    sort: Sort = Sort.NEWEST
 
 
 class SqlOrderRepository:
@@ -46,14 +48,8 @@ class SqlOrderRepository:
         if query.search is not None:
             conditions.append(query.search.condition(Order.id, Order.address))
         total = await self._session.scalar(select(func.count()).select_from(Order).where(*conditions))
-        # By (created_at, id), so that the indexes on them serve the order.
-        rows = (
-            select(Order)
-            .where(*conditions)
-            .order_by(Order.created_at.desc(), Order.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
+        order = ordering(query.sort, created_at=Order.created_at, updated_at=Order.updated_at, id=Order.id)
+        rows = select(Order).where(*conditions).order_by(*order).limit(limit).offset(offset)
         return Page((await self._session.scalars(rows)).all(), int(total or 0))
 
     async def get_idempotency_record(self, customer_id: uuid.UUID, key: str) -> IdempotencyRecord | None:

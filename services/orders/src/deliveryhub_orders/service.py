@@ -23,7 +23,7 @@ from deliveryhub_contracts.events import (
 )
 from deliveryhub_kit.db import utcnow
 from deliveryhub_kit.identity import Principal, Role
-from deliveryhub_kit.lists import Page
+from deliveryhub_kit.lists import Page, Sort
 from deliveryhub_kit.outbox import EventSink, Outbox
 from deliveryhub_kit.search import Search
 from deliveryhub_orders import domain
@@ -112,12 +112,13 @@ class OrderService:
         *,
         status: OrderStatus | None = None,
         search: Search | None = None,
+        sort: Sort = Sort.NEWEST,
         limit: int = 100,
         offset: int = 0,
     ) -> Page[Order]:
         """A customer's own orders; every order for a manager."""
         customer_id = None if principal.role is Role.MANAGER else principal.subject
-        query = OrderQuery(customer_id=customer_id, status=status, search=search)
+        query = OrderQuery(customer_id=customer_id, status=status, search=search, sort=sort)
         return await self._orders.list(query, limit=limit, offset=offset)
 
     async def get_order(self, principal: Principal, order_id: uuid.UUID) -> Order:
