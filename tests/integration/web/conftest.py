@@ -91,7 +91,9 @@ Answer = Callable[[httpx.Request], httpx.Response]
 
 
 def json_answer(status: int, body: object) -> Answer:
-    return lambda _: httpx.Response(status, json=body)
+    """The body as JSON; a list says how many it holds, as the APIs' lists do (`X-Total-Count`)."""
+    headers = {"X-Total-Count": str(len(body))} if isinstance(body, list) else {}
+    return lambda _: httpx.Response(status, json=body, headers=headers)
 
 
 class FakeApi:

@@ -116,7 +116,7 @@ async def test_appointing_to_a_delivery_canceled_meanwhile_shows_why_next_to_it(
     await seed_paid_orders(delivery, canceled_meanwhile, other)
     web = await start_web(delivery_transport=httpx.ASGITransport(app=delivery.app))
     browser, _ = await web.signed_in(Role.MANAGER)
-    board = await browser.get("/board")
+    board = await browser.get("/board?status=all")
     assert board.status_code == 200
     assert "Appoint" in text_of(board.text, f"delivery-{canceled_meanwhile}")
     async with delivery.runtime.database.transaction() as session:  # the customer cancels the order
@@ -126,7 +126,7 @@ async def test_appointing_to_a_delivery_canceled_meanwhile_shows_why_next_to_it(
 
     response = await browser.submit(
         f"/board/{canceled_meanwhile}/appoint",
-        {"csrf_token": csrf_token_in(board.text), "deliveryman_id": str(LAPTEV), "next": "/board"},
+        {"csrf_token": csrf_token_in(board.text), "deliveryman_id": str(LAPTEV), "next": "/board?status=all"},
     )
 
     assert response.status_code == 303
@@ -137,7 +137,7 @@ async def test_appointing_to_a_delivery_canceled_meanwhile_shows_why_next_to_it(
         in text_of(next_page.text, f"delivery-{canceled_meanwhile}")
     )
     assert "Not possible now" not in text_of(next_page.text, f"delivery-{other}")
-    assert "Not possible now" not in text_of((await browser.get("/board")).text)  # said once
+    assert "Not possible now" not in text_of((await browser.get("/board?status=all")).text)  # said once
 
 
 async def test_appointing_a_courier_shows_the_courier_on_the_board(
@@ -148,10 +148,13 @@ async def test_appointing_a_courier_shows_the_courier_on_the_board(
     web = await start_web(delivery_transport=httpx.ASGITransport(app=delivery.app))
     browser, _ = await web.signed_in(Role.MANAGER)
 
-    response = await act(browser, f"/board/{order_id}/appoint", "/board", deliveryman_id=str(LAPTEV))
+    response = await act(
+        browser, f"/board/{order_id}/appoint", "/board?status=activated", deliveryman_id=str(LAPTEV)
+    )
 
     assert response.status_code == 303
-    card = text_of((await browser.get("/board")).text, f"delivery-{order_id}")
+    assert response.headers["location"] == "/board?status=activated"
+    card = text_of((await browser.get(response.headers["location"])).text, f"delivery-{order_id}")
     assert "Courier appointed." in card
     assert "Лаптев Иван Алексаендрович" in card
 

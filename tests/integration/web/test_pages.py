@@ -141,7 +141,13 @@ async def test_a_new_order_that_cannot_be_read_is_shown_again_and_sent_nowhere(
 
 async def test_a_courier_sees_what_to_deliver_and_what_is_done(web: RunningWeb) -> None:
     done = uuid.uuid4()
-    web.delivery.answer("GET", "/api/delivery/", body=[a_delivery(), a_delivery(done, "done")])
+    by_status = {"activated": [a_delivery()], "done": [a_delivery(done, "done")]}
+
+    def deliveries(request: httpx.Request) -> httpx.Response:
+        found = by_status.get(request.url.params.get("status", ""), [])
+        return httpx.Response(200, json=found, headers={"X-Total-Count": str(len(found))})
+
+    web.delivery.answer_with("GET", "/api/delivery/", deliveries)
     browser, courier = await web.signed_in(Role.COURIER)
 
     page = await browser.get("/deliveries")
@@ -149,8 +155,10 @@ async def test_a_courier_sees_what_to_deliver_and_what_is_done(web: RunningWeb) 
     assert page.status_code == 200
     assert "Mark delivered" in text_of(page.text, f"delivery-{ORDER_ID}")
     assert "Mark delivered" not in text_of(page.text, f"delivery-{done}")
-    [call] = web.delivery.calls
-    assert call.principal == Principal(subject=courier.id, role=Role.COURIER, deliveryman_id=LAPTEV)
+    assert "1 to deliver" in text_of(page.text)
+    assert len(web.delivery.calls) == 2  # what to deliver, and what is done
+    for call in web.delivery.calls:
+        assert call.principal == Principal(subject=courier.id, role=Role.COURIER, deliveryman_id=LAPTEV)
 
 
 async def test_a_courier_opens_one_delivery_and_marks_it_delivered(web: RunningWeb) -> None:

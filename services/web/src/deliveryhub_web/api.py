@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +16,7 @@ from deliveryhub_kit.dependencies import SessionDep
 from deliveryhub_kit.errors import DomainError
 from deliveryhub_kit.identity import Role
 from deliveryhub_web.clients import ApiError
+from deliveryhub_web.live import Interest, anything
 from deliveryhub_web.pages import (
     SESSION_COOKIE,
     CheckedForm,
@@ -26,12 +28,23 @@ from deliveryhub_web.pages import (
     flash_redirect,
     require_role,
 )
-from deliveryhub_web.service import DEMO_ACCOUNTS, MAX_EMAIL_LENGTH
+from deliveryhub_web.service import DEMO_ACCOUNTS, MAX_EMAIL_LENGTH, SignedInUser
+from deliveryhub_web.views import (
+    BOARD_TABS,
+    HISTORY_TABS,
+    ORDER_TABS,
+    PAGE_SIZE,
+    ListQuery,
+    board_view,
+    courier_view,
+    order_view,
+    orders_view,
+)
 
 router = APIRouter(include_in_schema=False)
 
-DELIVERY_STATUSES = ("created", "activated", "done", "canceled")
-ORDER_STATUSES = ("created", "paid", "canceling", "delivered", "canceled")
+# One page's deliveries at most: what a manager can select at once.
+MOST_SELECTED = PAGE_SIZE * 5
 HOME_BY_ROLE = {Role.CUSTOMER: "/orders", Role.MANAGER: "/board", Role.COURIER: "/deliveries"}
 
 
@@ -132,18 +145,70 @@ async def logout(pages: PagesDep, session: SessionDep, form: Form) -> Response:
     return response
 
 
+@dataclass(frozen=True)
+class ListAddress:
+    """What a list page's address may say: its tab, a search, the order, where to start."""
+
+    status: str | None = None
+    q: str | None = None
+    sort: str | None = None
+    offset: int = 0
+
+
+ListAddressDep = Annotated[ListAddress, Depends()]
+
+
+def _orders_query(user: SignedInUser, address: ListAddress) -> ListQuery:
+    tabs = ORDER_TABS if user.role is Role.MANAGER else ORDER_TABS[:1]
+    return ListQuery.parse("/orders", tabs, **vars(address), default="all")
+
+
+def _orders_interest(user: SignedInUser) -> Interest:
+    """A manager's list may change with any order; a customer's with their own alone."""
+    if user.role is Role.MANAGER:
+        return anything
+    mine = str(user.id)
+    return lambda changes, shown: (
+        any(str(item.get("customer_id")) == mine for item in changes.items) or bool(changes.ids() & shown)
+    )
+
+
 @router.get("/orders")
 async def orders_page(
-    pages: PagesDep, user: CurrentUser, status: str | None = None, fragment: bool = False
+    pages: PagesDep,
+    user: CurrentUser,
+    address: ListAddressDep,
+    fragment: bool = False,
 ) -> Response:
-    """A customer's orders with live status; every order for a manager."""
+    """A customer's orders; every order for a manager, by status; paged, searchable, live."""
     require_role(user, Role.CUSTOMER, Role.MANAGER)
-    status = status if status in ORDER_STATUSES else None
-    orders = await pages.backends.orders.call(
-        user.principal, "GET", "/api/orders", params={"status": status, "limit": 200}
+    query = _orders_query(user, address)
+    view = await orders_view(
+        pages.backends.orders, user.principal, query, with_tabs=user.role is Role.MANAGER
     )
-    context = {"orders": orders, "status": status, "statuses": ORDER_STATUSES}
-    return pages.render("_orders.html" if fragment else "orders.html", context)
+    stream = query.url("/live/orders")
+    return pages.live_page(view, "orders.html", "_orders.html", fragment=fragment, stream_url=stream)
+
+
+@router.get("/live/orders")
+async def orders_live(
+    pages: PagesDep,
+    user: CurrentUser,
+    address: ListAddressDep,
+    digest: str | None = None,
+) -> Response:
+    """The orders page's changes as server-sent events."""
+    require_role(user, Role.CUSTOMER, Role.MANAGER)
+    query = _orders_query(user, address)
+    return pages.live_stream(
+        lambda: orders_view(
+            pages.backends.orders, user.principal, query, with_tabs=user.role is Role.MANAGER
+        ),
+        pages.runtime.feeds.orders,
+        _orders_interest(user),
+        page_path="/orders",
+        digest=digest,
+    )
 
 
 @router.get("/orders/new")
@@ -179,8 +244,26 @@ async def order_page(
     pages: PagesDep, user: CurrentUser, order_id: uuid.UUID, fragment: bool = False
 ) -> Response:
     require_role(user, Role.CUSTOMER, Role.MANAGER)
-    order = await pages.backends.orders.call(user.principal, "GET", f"/api/orders/{order_id}")
-    return pages.render("_order.html" if fragment else "order.html", {"order": order})
+    view = await order_view(pages.backends.orders, user.principal, str(order_id))
+    stream = f"/live/orders/{order_id}"
+    return pages.live_page(view, "order.html", "_order_page.html", fragment=fragment, stream_url=stream)
+
+
+@router.get("/live/orders/{order_id}")
+async def order_live(
+    pages: PagesDep, user: CurrentUser, order_id: uuid.UUID, digest: str | None = None
+) -> Response:
+    """One order's changes as server-sent events."""
+    require_role(user, Role.CUSTOMER, Role.MANAGER)
+    # The order must be the user's before anything of it is streamed.
+    await pages.backends.orders.call(user.principal, "GET", f"/api/orders/{order_id}")
+    return pages.live_stream(
+        lambda: order_view(pages.backends.orders, user.principal, str(order_id)),
+        pages.runtime.feeds.orders,
+        lambda changes, shown: str(order_id) in changes.ids(),
+        page_path=f"/orders/{order_id}",
+        digest=digest,
+    )
 
 
 @router.post("/orders/{order_id}/pay")
@@ -216,24 +299,43 @@ def _cancel_outcome(order: Any) -> str:
     return "Order canceled."
 
 
+def _board_query(address: ListAddress) -> ListQuery:
+    return ListQuery.parse("/board", BOARD_TABS, **vars(address), default="waiting")
+
+
 @router.get("/board")
 async def board(
-    pages: PagesDep, user: CurrentUser, status: str | None = None, fragment: bool = False
+    pages: PagesDep,
+    user: CurrentUser,
+    address: ListAddressDep,
+    fragment: bool = False,
 ) -> Response:
-    """The manager's deliveries, filterable by status, with couriers to appoint."""
+    """The manager's queue: the deliveries waiting for a courier, the oldest first; every status
+    a tab with its count; paged, searchable, live."""
     require_role(user, Role.MANAGER)
-    status = status if status in DELIVERY_STATUSES else None
-    deliveries = await pages.backends.delivery.call(
-        user.principal, "GET", "/api/delivery/", params={"status": status, "limit": 200}
+    query = _board_query(address)
+    view = await board_view(pages.backends.delivery, user.principal, query)
+    stream = query.url("/live/board")
+    return pages.live_page(view, "board.html", "_board.html", fragment=fragment, stream_url=stream)
+
+
+@router.get("/live/board")
+async def board_live(
+    pages: PagesDep,
+    user: CurrentUser,
+    address: ListAddressDep,
+    digest: str | None = None,
+) -> Response:
+    """The board's changes as server-sent events: any delivery's change may move its counts."""
+    require_role(user, Role.MANAGER)
+    query = _board_query(address)
+    return pages.live_stream(
+        lambda: board_view(pages.backends.delivery, user.principal, query),
+        pages.runtime.feeds.delivery,
+        anything,
+        page_path="/board",
+        digest=digest,
     )
-    couriers = await pages.backends.delivery.call(user.principal, "GET", "/api/deliverymen")
-    context = {
-        "deliveries": deliveries,
-        "couriers": couriers,
-        "status": status,
-        "statuses": DELIVERY_STATUSES,
-    }
-    return pages.render("_board.html" if fragment else "board.html", context)
 
 
 @router.post("/board/{delivery_id}/appoint")
@@ -252,6 +354,42 @@ async def appoint(pages: PagesDep, user: CurrentUser, delivery_id: uuid.UUID, fo
     )
 
 
+@router.post("/board/appoint")
+async def appoint_selected(pages: PagesDep, user: CurrentUser, form: Form) -> Response:
+    """Appoint one courier to each selected delivery: each its own call to the API (and its own
+    event); each refusal is shown next to its delivery."""
+    require_role(user, Role.MANAGER)
+    back = _safe_next(form.text("next")) if form.text("next") else "/board"
+    selected = list(dict.fromkeys(form.list("delivery_id")))
+    if not selected:
+        return flash_redirect(pages, back, "Select the deliveries to appoint first.", kind="error")
+    if len(selected) > MOST_SELECTED:
+        return flash_redirect(
+            pages, back, f"Select at most {MOST_SELECTED} deliveries at once.", kind="error"
+        )
+    courier = form.text("deliveryman_id")
+    appointed, refusals = 0, {}
+    for delivery_id in selected:
+        try:
+            uuid.UUID(delivery_id)
+            await pages.backends.delivery.call(
+                user.principal,
+                "POST",
+                f"/api/delivery/{delivery_id}/appoint",
+                json={"deliveryman_id": courier},
+            )
+        except ValueError:
+            refusals[delivery_id[:40]] = "That is not a delivery."
+        except ApiError as error:
+            refusals[delivery_id] = error.message
+        else:
+            appointed += 1
+    message = f"{appointed} of {len(selected)} appointed."
+    if refusals:
+        message += f" {len(refusals)} refused: see why next to {'it' if len(refusals) == 1 else 'each'}."
+    return flash_redirect(pages, back, message, kind="error" if refusals else "success", refusals=refusals)
+
+
 @router.post("/board/{delivery_id}/cancel")
 async def cancel_delivery(pages: PagesDep, user: CurrentUser, delivery_id: uuid.UUID, form: Form) -> Response:
     require_role(user, Role.MANAGER)
@@ -265,18 +403,47 @@ async def cancel_delivery(pages: PagesDep, user: CurrentUser, delivery_id: uuid.
     )
 
 
-@router.get("/deliveries")
-async def my_deliveries(pages: PagesDep, user: CurrentUser, fragment: bool = False) -> Response:
-    """A courier's deliveries: what to deliver now, and what is done."""
-    require_role(user, Role.COURIER)
-    deliveries = await pages.backends.delivery.call(
-        user.principal, "GET", "/api/delivery/", params={"limit": 200}
+def _round_query(status: str | None, offset: int) -> ListQuery:
+    return ListQuery.parse(
+        "/deliveries", HISTORY_TABS, status=status, q=None, sort=None, offset=offset, default="done"
     )
-    context = {
-        "to_deliver": [d for d in deliveries if d["status"] == "activated"],
-        "history": [d for d in deliveries if d["status"] != "activated"],
-    }
-    return pages.render("_deliveries.html" if fragment else "deliveries.html", context)
+
+
+def _round_interest(user: SignedInUser) -> Interest:
+    """A courier's round changes with a delivery of theirs, or one they show."""
+    mine = str(user.deliveryman_id)
+    return lambda changes, shown: (
+        bool(changes.ids() & shown)
+        or any(str((item.get("deliveryman") or {}).get("id")) == mine for item in changes.items)
+    )
+
+
+@router.get("/deliveries")
+async def my_deliveries(
+    pages: PagesDep, user: CurrentUser, status: str | None = None, offset: int = 0, fragment: bool = False
+) -> Response:
+    """A courier's deliveries: what to deliver now, then what is done, paged; live."""
+    require_role(user, Role.COURIER)
+    query = _round_query(status, offset)
+    view = await courier_view(pages.backends.delivery, user.principal, query)
+    stream = query.url("/live/deliveries")
+    return pages.live_page(view, "deliveries.html", "_deliveries.html", fragment=fragment, stream_url=stream)
+
+
+@router.get("/live/deliveries")
+async def my_deliveries_live(
+    pages: PagesDep, user: CurrentUser, status: str | None = None, offset: int = 0, digest: str | None = None
+) -> Response:
+    """The courier's round's changes as server-sent events."""
+    require_role(user, Role.COURIER)
+    query = _round_query(status, offset)
+    return pages.live_stream(
+        lambda: courier_view(pages.backends.delivery, user.principal, query),
+        pages.runtime.feeds.delivery,
+        _round_interest(user),
+        page_path="/deliveries",
+        digest=digest,
+    )
 
 
 @router.get("/deliveries/{delivery_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -46,6 +47,14 @@ class ServiceDown(Exception):
         self.service = service
 
 
+@dataclass(frozen=True)
+class ListPage:
+    """One page of an API's list, and how many items match in all (its `X-Total-Count`)."""
+
+    items: list[dict[str, Any]]
+    total: int
+
+
 class Api:
     """One backend service, called with a short-lived token for the signed-in user."""
 
@@ -65,6 +74,35 @@ class Api:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
+        """The answer's JSON; an `ApiError` for a refusal, `ServiceDown` when it cannot answer."""
+        response = await self._send(principal, method, path, json=json, params=params, headers=headers)
+        try:
+            return response.json()
+        except ValueError as error:
+            raise ServiceDown(self.name) from error
+
+    async def page(self, principal: Principal, path: str, params: dict[str, Any]) -> ListPage:
+        """One page of a list, with the number of all its matches."""
+        response = await self._send(principal, "GET", path, params=params)
+        try:
+            items = response.json()
+            total = int(response.headers["X-Total-Count"])
+        except (ValueError, KeyError) as error:
+            raise ServiceDown(self.name) from error
+        if not isinstance(items, list):
+            raise ServiceDown(self.name)
+        return ListPage(items, total)
+
+    async def _send(
+        self,
+        principal: Principal,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         token = self._issuer.issue(principal, lifetime=timedelta(minutes=5))
         try:
             response = await self._client.request(
@@ -85,10 +123,7 @@ class Api:
             except (ValueError, KeyError, TypeError):
                 code, detail = "error", response.reason_phrase
             raise ApiError(response.status_code, code, detail)
-        try:
-            return response.json()
-        except ValueError as error:
-            raise ServiceDown(self.name) from error
+        return response
 
 
 def _context_headers() -> dict[str, str]:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from html import escape
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import exc as sa_exc
 from starlette.datastructures import FormData
@@ -23,6 +24,7 @@ from deliveryhub_kit.errors import DomainError, PermissionDenied
 from deliveryhub_kit.failures import Verdict, classify
 from deliveryhub_kit.identity import Role
 from deliveryhub_web.clients import ApiError, Backends, ServiceDown
+from deliveryhub_web.live import ChangeFeed, Interest, LiveView, Rendered, Stream, render
 from deliveryhub_web.runtime import WebRuntime
 from deliveryhub_web.security import Flash
 from deliveryhub_web.service import SignedInUser
@@ -125,6 +127,56 @@ class Pages:
             self.delete_cookie(response, FLASH_COOKIE)
         return response
 
+    def rendered(self, view: LiveView, path: str) -> Rendered:
+        """A live view's parts and items as its stream sends them (no one-time message in them)."""
+        base = {"user": self.user, "csrf_token": self.csrf_token, "flash": None, "path": path, "Role": Role}
+        return render(TEMPLATES.env, view, base)
+
+    def live_page(
+        self, view: LiveView, template: str, fragment_template: str, *, fragment: bool, stream_url: str
+    ) -> HTMLResponse:
+        """A page that keeps itself up to date: whole, or (`fragment`) its live part alone, as the
+        page fetches it when its stream is cut. Both carry what they show as a digest."""
+        digest = self.rendered(view, self.request.url.path).digest
+        live = {"stream": stream_url, "fragment": _with_fragment(self.request), "digest": digest}
+        response = self.render(fragment_template if fragment else template, {**view.context, "live": live})
+        response.headers["X-Live-Digest"] = digest
+        return response
+
+    def live_stream(
+        self,
+        build: Callable[[], Awaitable[LiveView]],
+        feed: ChangeFeed,
+        interest: Interest,
+        *,
+        page_path: str,
+        digest: str | None,
+    ) -> StreamingResponse:
+        """The page's server-sent events: what changes on it, as it changes."""
+        settings = self.runtime.settings
+        token = self.cookie(SESSION_COOKIE) or ""
+
+        async def rebuilt() -> Rendered:
+            return self.rendered(await build(), page_path)
+
+        async def still_signed_in() -> bool:
+            async with self.runtime.database.transaction() as session:
+                return await self.runtime.accounts(session).signed_in_user(token) is not None
+
+        stream = Stream(
+            build=rebuilt,
+            feed=feed,
+            interest=interest,
+            still_signed_in=still_signed_in,
+            digest=digest,
+            heartbeat_seconds=settings.live_heartbeat_seconds,
+            lifetime_seconds=settings.live_stream_seconds,
+            closing=self.runtime.closing,
+        )
+        # No proxy may hold the events back to fill a buffer.
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream.events(), media_type="text/event-stream", headers=headers)
+
     def set_cookie(
         self, response: Response, name: str, value: str, *, max_age: timedelta | None = None
     ) -> None:
@@ -144,6 +196,11 @@ class Pages:
 
     def cookie(self, name: str) -> str | None:
         return _cookie(self.request, name)
+
+
+def _with_fragment(request: Request) -> str:
+    params = [(key, value) for key, value in request.query_params.multi_items() if key != "fragment"]
+    return request.url.path + "?" + urlencode([*params, ("fragment", "1")])
 
 
 def csrf_binding(request: Request) -> str:
@@ -213,12 +270,20 @@ Form = Annotated[CheckedForm, Depends(_checked_form)]
 
 
 def flash_redirect(
-    pages: Pages, location: str, message: str, *, kind: str, target: str | None = None
+    pages: Pages,
+    location: str,
+    message: str,
+    *,
+    kind: str,
+    target: str | None = None,
+    refusals: dict[str, str] | None = None,
 ) -> Response:
-    """Go back to a page, which then shows `message` next to `target`."""
+    """Go back to a page, which then shows `message` next to `target` (or above the list), and
+    each of `refusals` next to its item."""
     assert pages.runtime.flash is not None
     response = RedirectResponse(location, status_code=303)
-    pages.set_cookie(response, FLASH_COOKIE, pages.runtime.flash.encode(Flash(message, kind, target)))
+    flash = Flash(message, kind, target, refusals or {})
+    pages.set_cookie(response, FLASH_COOKIE, pages.runtime.flash.encode(flash))
     return response
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,11 +18,20 @@ from deliveryhub_kit.migrations import head_revision
 from deliveryhub_kit.tokens import TokenIssuer
 from deliveryhub_web.__main__ import MIGRATIONS
 from deliveryhub_web.clients import Backends
+from deliveryhub_web.live import ChangeFeed, close_on_signals
 from deliveryhub_web.security import Csrf, FlashCodec, RateLimiter, SignInGuard
 from deliveryhub_web.service import AccountService, Passwords, account_service
 from deliveryhub_web.settings import WebSettings
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Feeds:
+    """The latest changes of each API, for the live pages."""
+
+    orders: ChangeFeed
+    delivery: ChangeFeed
 
 
 class WebRuntime:
@@ -41,6 +52,9 @@ class WebRuntime:
         self.session_lifetime = timedelta(hours=settings.session_hours)
         self.passwords = Passwords(settings.password_hash_concurrency)
         self._backends: Backends | None = None
+        self._feeds: Feeds | None = None
+        # Set when the process is told to stop: the live streams end, so that shutdown need not wait.
+        self.closing = asyncio.Event()
         self.csrf: Csrf | None = None
         self.flash: FlashCodec | None = None
         self.sign_in_guard = SignInGuard(
@@ -75,6 +89,11 @@ class WebRuntime:
         assert self._backends is not None, "the console has not started"
         return self._backends
 
+    @property
+    def feeds(self) -> Feeds:
+        assert self._feeds is not None, "the console has not started"
+        return self._feeds
+
     async def start(self) -> None:
         secret = self.settings.session_secret_value()
         self.csrf = Csrf(secret)
@@ -90,6 +109,12 @@ class WebRuntime:
             timeout_seconds=self.settings.api_timeout_seconds,
             issuer=issuer,
         )
+        interval = self.settings.live_interval_seconds
+        self._feeds = Feeds(
+            orders=ChangeFeed(self._backends.orders, "/api/orders", interval=interval),
+            delivery=ChangeFeed(self._backends.delivery, "/api/delivery/", interval=interval),
+        )
+        close_on_signals(self.closing)
         # Seeded in development; gone (with their sessions) once they are turned off.
         seeding = self.settings.seeds_demo_accounts
         try:
@@ -106,6 +131,10 @@ class WebRuntime:
 
     async def stop(self) -> None:
         self.stopping = True
+        self.closing.set()
+        if self._feeds is not None:
+            await self._feeds.orders.close()
+            await self._feeds.delivery.close()
         if self._backends is not None:
             await self._backends.close()
         await self.database.dispose()

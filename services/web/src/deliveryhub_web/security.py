@@ -9,7 +9,8 @@ import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 class Signer:
@@ -50,11 +51,17 @@ class Csrf:
 
 @dataclass(frozen=True)
 class Flash:
-    """A one-time message shown on the next page, next to what it is about."""
+    """A one-time message shown on the next page, next to what it is about; and, after an action
+    on several items, why each refused one was refused, next to it."""
 
     message: str
     kind: str = "error"
     target: str | None = None
+    refusals: dict[str, str] = field(default_factory=dict)
+
+
+# A browser keeps a cookie of about 4 KB: refusals past this are summed up in the message alone.
+MOST_FLASH_BYTES = 3000
 
 
 class FlashCodec:
@@ -62,7 +69,18 @@ class FlashCodec:
         self._signer = Signer(secret, "flash")
 
     def encode(self, flash: Flash) -> str:
-        raw = json.dumps({"m": flash.message, "k": flash.kind, "t": flash.target}, ensure_ascii=False)
+        # The same reason is written once, with the ids it refused.
+        grouped: dict[str, list[str]] = {}
+        for target, reason in flash.refusals.items():
+            grouped.setdefault(reason, []).append(target)
+        document = {"m": flash.message, "k": flash.kind, "t": flash.target, "r": list(grouped.items())}
+        cookie = self._sign(document)
+        if len(cookie) > MOST_FLASH_BYTES:
+            cookie = self._sign({**document, "r": []})
+        return cookie
+
+    def _sign(self, document: dict[str, Any]) -> str:
+        raw = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
         return self._signer.sign(base64.urlsafe_b64encode(raw.encode()).decode())
 
     def decode(self, cookie: str | None) -> Flash | None:
@@ -73,8 +91,11 @@ class FlashCodec:
             return None
         try:
             raw = json.loads(base64.urlsafe_b64decode(value.encode()))
-            return Flash(message=str(raw["m"]), kind=str(raw["k"]), target=raw["t"])
-        except (ValueError, KeyError, TypeError):
+            refusals = {
+                str(target): str(reason) for reason, targets in raw.get("r", []) for target in targets
+            }
+            return Flash(message=str(raw["m"]), kind=str(raw["k"]), target=raw["t"], refusals=refusals)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 

@@ -30,6 +30,13 @@ class WebSettings(ServiceSettings):
     delivery_url: str = "http://127.0.0.1:8002"
     api_timeout_seconds: float = Field(default=5.0, gt=0)
 
+    # Live pages: how often the console asks the APIs for their latest changes while a page is open,
+    # how often an idle stream says it is still there, and how long one lasts before the browser
+    # connects again (and its session is checked again).
+    live_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    live_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    live_stream_seconds: float = Field(default=900.0, gt=0, le=86_400)
+
     jwt_private_key: str | None = None
     jwt_private_key_file: Path | None = None
     session_secret: str | None = None

@@ -1,7 +1,6 @@
-// The console works without JavaScript; this adds live updates, local times and the order form's total.
+// The console works without JavaScript; this adds live updates, local times, the couriers' loads in
+// every picker and the order form's total.
 "use strict";
-
-const LIVE_EVERY_MS = 2000;
 
 function showLocalTimes(root) {
   for (const element of root.querySelectorAll("time[datetime]")) {
@@ -33,36 +32,146 @@ function restoreNotices(container, kept) {
   }
 }
 
-// Refresh a part of the page from the server while the user is not typing or choosing in it.
+// The couriers' loads, shown in the bulk picker, are shown in every card's picker too.
+function showCourierLoads(root) {
+  const loads = new Map();
+  for (const option of root.querySelectorAll("select[data-courier-loads] option")) loads.set(option.value, option.textContent);
+  for (const option of root.querySelectorAll("select[data-courier-picker] option")) {
+    if (loads.has(option.value)) option.textContent = loads.get(option.value);
+  }
+}
+
+function fromHtml(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html.trim();
+  return template.content.firstElementChild;
+}
+
+// Live updates: the server sends the parts and items of the page that changed, and only those
+// (server-sent events). Where the stream is cut, the page refreshes itself slowly, and says so.
+const SLOW_REFRESH_MS = 30000;
+const RECONNECT_MS = [500, 2000, 5000, 10000, 30000];
+
 function keepLive(container) {
-  const url = container.dataset.live;
-  let busy = false;
+  const deferred = new Map(); // element -> what to do once the user is no longer in it
+  let source = null;
+  let failures = 0;
+  let slowTimer = null;
+
+  // What the user is in (a picker open, a box ticked) is replaced only once they leave it.
+  function whenFree(element, apply) {
+    if (element.contains(document.activeElement)) deferred.set(element, apply);
+    else apply();
+  }
+  container.addEventListener("focusout", () => {
+    setTimeout(() => {
+      for (const [element, apply] of deferred) {
+        if (!element.contains(document.activeElement)) {
+          deferred.delete(element);
+          apply();
+        }
+      }
+    }, 0);
+  });
+
+  // The new item keeps what the user did to the old one: the box ticked, an error shown.
+  function carried(old, made) {
+    if (!old) return made;
+    const picked = old.querySelector("input.pick");
+    const pick = made.querySelector("input.pick");
+    if (picked && pick) pick.checked = picked.checked;
+    const error = old.querySelector(".notice-kept.notice-error");
+    if (error && !made.querySelector(".notice-kept")) made.insertBefore(error, made.querySelector(".actions"));
+    return made;
+  }
+
+  function applyPatch(patch) {
+    container.dataset.digest = patch.digest;
+    for (const [name, html] of Object.entries(patch.parts)) {
+      for (const part of container.querySelectorAll(`[data-part="${name}"]`)) {
+        whenFree(part, () => { part.innerHTML = html; });
+      }
+    }
+    for (const [name, change] of Object.entries(patch.lists)) {
+      const list = container.querySelector(`[data-items="${name}"]`);
+      if (!list) continue;
+      const old = new Map([...list.children].filter((element) => element.id).map((element) => [element.id, element]));
+      const made = (id) => (id in change.items ? carried(old.get(id), fromHtml(change.items[id])) : old.get(id));
+      if (change.order) {
+        list.replaceChildren(...change.order.map(made).filter(Boolean));
+      } else {
+        for (const id of Object.keys(change.items)) {
+          const element = old.get(id);
+          if (element) whenFree(element, () => element.replaceWith(made(id)));
+        }
+      }
+    }
+    showLocalTimes(container);
+    showCourierLoads(container);
+  }
+
+  function notice(shown) {
+    let element = container.querySelector(":scope > [data-live-notice]");
+    if (shown && !element) {
+      element = document.createElement("p");
+      element.className = "notice notice-warning";
+      element.setAttribute("role", "status");
+      element.dataset.liveNotice = "";
+      element.textContent = "Live updates are paused: this list refreshes every 30 seconds until they are back.";
+      container.prepend(element);
+    } else if (!shown && element) {
+      element.remove();
+    }
+  }
+
   async function refresh() {
-    if (busy || document.hidden || container.contains(document.activeElement)) return;
-    busy = true;
+    if (document.hidden || container.contains(document.activeElement)) return;
     try {
-      const response = await fetch(url, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+      const response = await fetch(container.dataset.live, { headers: { Accept: "text/html" }, credentials: "same-origin" });
       if (response.status === 401) {
         window.location.assign("/login");
         return;
       }
       if (response.ok) {
         const html = await response.text();
-        if (html !== container.dataset.lastHtml) {
-          container.dataset.lastHtml = html;
-          const notices = keptNotices(container);
-          container.innerHTML = html;
-          restoreNotices(container, notices);
-          showLocalTimes(container);
-        }
+        const kept = keptNotices(container);
+        container.innerHTML = html;
+        container.dataset.digest = response.headers.get("X-Live-Digest") || "";
+        restoreNotices(container, kept);
+        notice(true);
+        showLocalTimes(container);
+        showCourierLoads(container);
       }
     } catch (error) {
       // A passing network failure: the next round tries again.
-    } finally {
-      busy = false;
     }
   }
-  setInterval(refresh, LIVE_EVERY_MS);
+
+  function connect() {
+    const url = new URL(container.dataset.liveStream, window.location.href);
+    url.searchParams.set("digest", container.dataset.digest || "");
+    source = new EventSource(url);
+    source.addEventListener("open", () => {
+      failures = 0;
+      clearInterval(slowTimer);
+      slowTimer = null;
+      notice(false);
+    });
+    source.addEventListener("patch", (event) => applyPatch(JSON.parse(event.data)));
+    source.addEventListener("signed-out", (event) => window.location.assign(JSON.parse(event.data).location));
+    source.addEventListener("error", () => {
+      source.close();
+      // A stream that ends (the server restarts, or renews it) is taken up again at once; one
+      // that cannot be had is said so, and the page refreshes itself slowly meanwhile.
+      if (failures > 0 && slowTimer === null) {
+        notice(true);
+        slowTimer = setInterval(refresh, SLOW_REFRESH_MS);
+      }
+      setTimeout(connect, RECONNECT_MS[Math.min(failures, RECONNECT_MS.length - 1)]);
+      failures += 1;
+    });
+  }
+  connect();
 }
 
 function orderForm(form) {
@@ -108,6 +217,7 @@ function orderForm(form) {
 
 document.addEventListener("DOMContentLoaded", () => {
   showLocalTimes(document);
-  for (const container of document.querySelectorAll("[data-live]")) keepLive(container);
+  showCourierLoads(document);
+  for (const container of document.querySelectorAll("[data-live-stream]")) keepLive(container);
   for (const form of document.querySelectorAll("[data-order-form]")) orderForm(form);
 });
