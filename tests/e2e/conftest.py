@@ -339,10 +339,10 @@ class Console:
         page.wait_for_url(lambda url: "/login" not in url)
         return page
 
-    def save(self, page: Page, name: str) -> Path:
+    def save(self, page: Page, name: str, *, full_page: bool = True) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         return path
 
 

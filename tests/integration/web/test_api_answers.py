@@ -6,8 +6,10 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from deliveryhub_contracts.events import OrderCanceled
+from deliveryhub_delivery.models import OutboxMessage
 from deliveryhub_delivery.service import delivery_service
 from deliveryhub_kit.identity import Role
 from tests.conftest import unused_url
@@ -157,6 +159,61 @@ async def test_appointing_a_courier_shows_the_courier_on_the_board(
     card = text_of((await browser.get(response.headers["location"])).text, f"delivery-{order_id}")
     assert "Courier appointed." in card
     assert "Лаптев Иван Алексаендрович" in card
+
+
+async def test_appointing_several_at_once_calls_the_api_for_each_and_explains_each_refusal(
+    start_web: StartWeb, delivery: RunningDelivery
+) -> None:
+    first, second, canceled_meanwhile = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await seed_paid_orders(delivery, first, second, canceled_meanwhile)
+    web = await start_web(delivery_transport=httpx.ASGITransport(app=delivery.app))
+    browser, _ = await web.signed_in(Role.MANAGER)
+    board = await browser.get("/board")
+    for delivery_id in (first, second, canceled_meanwhile):
+        assert "Select delivery" in board.text.split(f'id="delivery-{delivery_id}"')[1].split("</li>")[0]
+    async with delivery.runtime.database.transaction() as session:
+        await delivery_service(session).on_order_canceled(
+            OrderCanceled(order_id=canceled_meanwhile, version=3, reason="changed my mind")
+        )
+
+    response = await browser.submit(
+        "/board/appoint",
+        {
+            "csrf_token": csrf_token_in(board.text),
+            "deliveryman_id": str(LAPTEV),
+            "next": "/board?status=all",
+            "delivery_id": [str(first), str(canceled_meanwhile), str(second), str(first)],
+        },
+    )
+
+    assert response.status_code == 303
+    page = await browser.get(response.headers["location"])
+    assert "2 of 3 appointed. 1 refused: see why next to it." in text_of(page.text)
+    assert "this one is canceled" in text_of(page.text, f"delivery-{canceled_meanwhile}")
+    for appointed in (first, second):
+        assert "Лаптев Иван Алексаендрович" in text_of(page.text, f"delivery-{appointed}")
+        assert "Not possible" not in text_of(page.text, f"delivery-{appointed}")
+    appointments = [call for call in web.delivery.calls if call.path.endswith("/appoint")]
+    assert appointments == []  # the real API took them, not the stand-in
+    async with delivery.runtime.database.transaction() as session:
+        keys = (await session.scalars(select(OutboxMessage.routing_key))).all()
+    assert keys.count("delivery.appointed") == 2  # one event for each appointment
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"delivery_id": ["not-a-delivery" * 20]}, {"delivery_id": [str(uuid.uuid4()) for _ in range(101)]}],
+    ids=["none-selected", "not-an-id", "too-many"],
+)
+async def test_a_bulk_appointment_of_nothing_sensible_is_refused_in_plain_words(
+    web: RunningWeb, fields: dict[str, list[str]]
+) -> None:
+    browser, _ = await web.signed_in(Role.MANAGER)
+    response = await act(browser, "/board/appoint", "/board", deliveryman_id=str(LAPTEV), **fields)  # type: ignore[arg-type]
+    assert response.status_code == 303
+    page = text_of((await browser.get(response.headers["location"])).text)
+    assert "Select" in page or "not a delivery" in page
+    assert [call for call in web.delivery.writes if call.path.endswith("/appoint")] == []
 
 
 async def test_paying_an_order_that_cannot_be_paid_shows_why_next_to_it(web: RunningWeb) -> None:

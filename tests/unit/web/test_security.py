@@ -194,6 +194,28 @@ def test_a_flash_cookie_whose_message_was_swapped_shows_nothing() -> None:
     assert codec.decode(f"{swapped.decode()}.{digest}") is None
 
 
+def test_the_refusals_of_a_bulk_action_survive_the_cookie_each_reason_written_once() -> None:
+    codec = FlashCodec(SECRET)
+    reason = "Not possible now: a courier can be appointed only to an activated delivery; this is canceled."
+    refusals = {f"{number:08d}-0000-4000-8000-000000000000": reason for number in range(20)}
+    flash = Flash("0 of 20 appointed. 20 refused: see why next to each.", "error", None, refusals)
+
+    cookie = codec.encode(flash)
+
+    assert codec.decode(cookie) == flash
+    assert len(cookie) < 2000
+
+
+def test_refusals_too_many_for_a_cookie_leave_the_message_alone() -> None:
+    codec = FlashCodec(SECRET)
+    refusals = {f"{number:036d}": f"reason number {number} " * 5 for number in range(100)}
+
+    cookie = codec.encode(Flash("0 of 100 appointed.", "error", None, refusals))
+
+    assert len(cookie) < 4000
+    assert codec.decode(cookie) == Flash("0 of 100 appointed.", "error", None, {})
+
+
 @pytest.mark.parametrize("garbage", [None, *GARBAGE])
 def test_a_garbage_flash_cookie_shows_nothing(garbage: str | None) -> None:
     assert FlashCodec(SECRET).decode(garbage) is None

@@ -103,6 +103,16 @@ class ChangeFeed:
         finally:
             self._listeners.discard(listener)
 
+    @property
+    def watching(self) -> bool:
+        """Whether the feed asks its API now (only while anyone listens)."""
+        return self._watching is not None and not self._watching.done()
+
+    async def idle(self) -> None:
+        """Once the feed has stopped asking, as it does by itself when the last listener leaves."""
+        if self._watching is not None:
+            await asyncio.shield(self._watching)
+
     async def close(self) -> None:
         self._listeners.clear()
         if self._watching is not None:

@@ -74,14 +74,15 @@ function keepLive(container) {
     }, 0);
   });
 
-  // The new item keeps what the user did to the old one: the box ticked, an error shown.
+  // The new item keeps what the user did to the old one: the box ticked, the outcome of their
+  // last action shown next to it.
   function carried(old, made) {
     if (!old) return made;
     const picked = old.querySelector("input.pick");
     const pick = made.querySelector("input.pick");
     if (picked && pick) pick.checked = picked.checked;
-    const error = old.querySelector(".notice-kept.notice-error");
-    if (error && !made.querySelector(".notice-kept")) made.insertBefore(error, made.querySelector(".actions"));
+    const outcome = old.querySelector(".notice-kept");
+    if (outcome && !made.querySelector(".notice-kept")) made.insertBefore(outcome, made.querySelector(".actions"));
     return made;
   }
 
@@ -152,6 +153,7 @@ function keepLive(container) {
     url.searchParams.set("digest", container.dataset.digest || "");
     source = new EventSource(url);
     source.addEventListener("open", () => {
+      container.dataset.liveState = "open";
       failures = 0;
       clearInterval(slowTimer);
       slowTimer = null;
@@ -161,6 +163,7 @@ function keepLive(container) {
     source.addEventListener("signed-out", (event) => window.location.assign(JSON.parse(event.data).location));
     source.addEventListener("error", () => {
       source.close();
+      container.dataset.liveState = "closed";
       // A stream that ends (the server restarts, or renews it) is taken up again at once; one
       // that cannot be had is said so, and the page refreshes itself slowly meanwhile.
       if (failures > 0 && slowTimer === null) {
