@@ -45,7 +45,11 @@ mirror() {
   local uri
   uri=$(grep -hs -m1 -E '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' || true)
   [ -n "$uri" ] || uri=$(grep -hs -m1 -E '^deb ' /etc/apt/sources.list | awk '{print $2}' || true)
-  echo "${uri:-http://deb.debian.org/debian}"
+  if [ -z "$uri" ]; then
+    echo "no Debian mirror is configured for apt on this machine" >&2
+    exit 1
+  fi
+  echo "$uri"
 }
 
 build() {

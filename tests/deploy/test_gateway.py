@@ -21,7 +21,8 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from ..e2e.conftest import eventually
+from tests.support.waiting import eventually
+
 from ..support.ports import free_port
 from .artifacts import (
     DESIGN_PATHS,

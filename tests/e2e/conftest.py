@@ -9,9 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from deliveryhub_kit.identity import Role
 from deliveryhub_kit.migrations import drop_database
 from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES, ServiceSettings
 from deliveryhub_web.settings import WebSettings
+from tests.support.waiting import eventually
 
 T = TypeVar("T")
 
@@ -48,18 +48,6 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to the end on a thread of its own (the browser holds this thread's loop)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
-
-
-def eventually(probe: Callable[[], T | None], *, what: str, timeout: float = 20.0) -> T:
-    """Poll `probe` until it returns a value; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass

@@ -13,8 +13,9 @@ from deliveryhub_cli.check import read_only_engine
 from deliveryhub_cli.embedded import EmbeddedData
 from deliveryhub_cli.services import database_url
 from deliveryhub_kit.settings import DEFAULT_POSTGRES
+from tests.support.waiting import eventually
 
-from .conftest import DELIVERYHUB, System, eventually, run_async
+from .conftest import DELIVERYHUB, System, run_async
 
 pytestmark = pytest.mark.e2e
 

@@ -16,17 +16,9 @@ import httpx
 import pytest
 
 from deliveryhub_kit.identity import Role
+from tests.support.waiting import eventually
 
-from .conftest import (
-    DELIVERYHUB,
-    LAPTEV,
-    System,
-    eventually,
-    free_port,
-    new_embedded_system,
-    start_embedded,
-    stop,
-)
+from .conftest import DELIVERYHUB, LAPTEV, System, free_port, new_embedded_system, start_embedded, stop
 from .test_story import ok, ok_list, order_body
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,9 @@ import pytest
 
 from deliveryhub_kit.identity import Role
 from deliveryhub_kit.settings import DEFAULT_AMQP_URL
+from tests.support.waiting import eventually
 
-from .conftest import LAPTEV, ZUEV, System, eventually, run_async
+from .conftest import LAPTEV, ZUEV, System, run_async
 
 pytestmark = pytest.mark.e2e
 
