@@ -58,7 +58,7 @@ system-packages:
 # reached): up, the story through the gateway, replicas, restarts, a stop and a start.
 test-containers: install
 	@bash scripts/system-packages.sh containers
-	$(UV) run pytest -m containers tests/containers -p no:randomly -p no:xdist -s
+	$(UV) run pytest -m containers tests/containers -p no:randomly -p no:xdist -s --timeout 1800
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

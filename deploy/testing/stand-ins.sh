@@ -75,6 +75,8 @@ stop_engine() {
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   fi
+  # The engine's network namespace stays mounted after it stops.
+  umount "$engine_dir"/exec/netns/* 2>/dev/null || true
   rm -f "$engine_dir/started-here"
 }
 

@@ -49,9 +49,22 @@ def engine(timings: Timings) -> Iterator[Engine]:
         stop_engine()
 
 
+PROJECT_PREFIX = "deliveryhub-test-"
+
+
+def remove_left_over_projects(engine: Engine) -> None:
+    """A run cut short leaves its project behind, holding compose.yaml's fixed subnet: gone first."""
+    listed = engine.docker("network", "ls", "--format", "{{.Name}}")
+    for network in listed.split():
+        if network.startswith(PROJECT_PREFIX) and network.endswith("_default"):
+            left = Project(engine, network.removesuffix("_default"), free_port(), free_port())
+            left.compose("down", "-v", "--remove-orphans", timeout=300, check=False)
+
+
 @pytest.fixture(scope="session")
 def project(engine: Engine, timings: Timings) -> Iterator[Project]:
-    started = Project(engine, f"deliveryhub-test-{uuid.uuid4().hex[:6]}", free_port(), free_port())
+    remove_left_over_projects(engine)
+    started = Project(engine, f"{PROJECT_PREFIX}{uuid.uuid4().hex[:6]}", free_port(), free_port())
     try:
         begun = time.monotonic()
         started.compose("up", "-d", "--no-build", timeout=600)

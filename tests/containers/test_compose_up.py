@@ -160,6 +160,22 @@ def dead_letters(project: Project) -> dict[str, int]:
     return {name: count for name, count in queues.items() if name.endswith(".dead-letter") and count}
 
 
+METRICS = (
+    "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8002/metrics', timeout=5)"
+    ".read().decode())"
+)
+
+
+def consumed(project: Project, replica: str) -> float:
+    """How many events a delivery replica has applied, from its own /metrics."""
+    text = project.engine.docker("exec", replica, "python", "-c", METRICS)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("deliveryhub_events_consumed_total")
+    )
+
+
 def test_three_delivery_replicas_share_the_stream_and_one_killed_mid_way_loses_nothing(
     project: Project, timings: Timings
 ) -> None:
@@ -167,11 +183,19 @@ def test_three_delivery_replicas_share_the_stream_and_one_killed_mid_way_loses_n
     project.wait_healthy("delivery")
     replicas = project.containers("delivery")
     assert len(replicas) == 3
+    before = {replica: consumed(project, replica) for replica in replicas}
     started = time.monotonic()
     with OrderStream(project, 40) as stream:
         stream.wait_for(15)
+        # Each replica takes a share of the queue.
+        eventually(
+            lambda: True if all(consumed(project, r) > before[r] for r in replicas) else None,
+            what="every replica to consume a share",
+        )
         project.engine.docker("kill", replicas[1])
     stream.all_activated()
+    for survivor in (replicas[0], replicas[2]):
+        assert consumed(project, survivor) > before[survivor]
     timings.took("40 orders through 3 replicas, one killed", started)
     assert not dead_letters(project)
     project.compose("up", "-d", "--no-build", "--scale", "delivery=1", "delivery")
