@@ -9,8 +9,8 @@ import pytest
 
 from deliveryhub_delivery import domain
 from deliveryhub_delivery.domain import DeliveryStatus, OrderChange, OrderFacts
-from deliveryhub_delivery.errors import InvalidTransition
 from deliveryhub_delivery.models import Delivery, Deliveryman
+from deliveryhub_kit.errors import InvalidTransition
 
 CREATED_AT = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -24,10 +24,11 @@ from deliveryhub_contracts.events import Deliveryman as DeliverymanPayload
 from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
 from deliveryhub_delivery import domain
 from deliveryhub_delivery.domain import DeliveryStatus
-from deliveryhub_delivery.errors import DeliveryNotFound, InvalidTransition, UnknownDeliveryman
+from deliveryhub_delivery.errors import DeliveryNotFound, UnknownDeliveryman
 from deliveryhub_delivery.models import Delivery, Deliveryman
 from deliveryhub_delivery.repository import DeliveryQuery
 from deliveryhub_delivery.service import MANAGER_CANCEL_REASON, DeliveryService
+from deliveryhub_kit.errors import InvalidTransition
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.lists import Page, Sort
 

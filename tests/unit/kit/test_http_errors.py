@@ -10,11 +10,12 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 
-from deliveryhub_delivery.errors import DeliveryNotFound, InvalidTransition, UnknownDeliveryman
+from deliveryhub_delivery.errors import DeliveryNotFound, UnknownDeliveryman
 from deliveryhub_kit.errors import (
     Conflict,
     DomainError,
     InvalidInput,
+    InvalidTransition,
     NotFound,
     PermissionDenied,
     Unauthenticated,

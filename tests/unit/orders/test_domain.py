@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
+from deliveryhub_kit.errors import InvalidTransition
 from deliveryhub_orders import domain
 from deliveryhub_orders.domain import CancelOutcome, Item, OrderStatus, order_total
-from deliveryhub_orders.errors import InvalidTransition
 from deliveryhub_orders.models import Order
 
 PLACED_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -21,11 +21,12 @@ from deliveryhub_contracts.events import (
     OrderPaid,
     Payload,
 )
+from deliveryhub_kit.errors import InvalidTransition
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.lists import Page
 from deliveryhub_kit.search import Search
 from deliveryhub_orders.domain import CancelOutcome, OrderStatus
-from deliveryhub_orders.errors import IdempotencyKeyReused, InvalidTransition, OrderNotFound
+from deliveryhub_orders.errors import IdempotencyKeyReused, OrderNotFound
 from deliveryhub_orders.models import IdempotencyRecord, Order
 from deliveryhub_orders.repository import OrderQuery
 from deliveryhub_orders.schemas import OrderCreate, OrderOut

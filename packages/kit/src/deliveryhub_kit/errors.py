@@ -23,6 +23,12 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class InvalidTransition(Conflict):
+    """A state machine refused a move (an order's or a delivery's): 409."""
+
+    code = "invalid_transition"
+
+
 class InvalidInput(DomainError):
     code = "invalid_input"
 

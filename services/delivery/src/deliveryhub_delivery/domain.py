@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from deliveryhub_delivery.errors import InvalidTransition
 from deliveryhub_delivery.models import Delivery, Deliveryman
+from deliveryhub_kit.errors import InvalidTransition
 
 
 class DeliveryStatus(enum.StrEnum):

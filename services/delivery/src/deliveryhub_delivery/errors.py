@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from deliveryhub_kit.errors import Conflict, InvalidInput, NotFound
+from deliveryhub_kit.errors import InvalidInput, NotFound
 
 
 class DeliveryNotFound(NotFound):
     code = "delivery_not_found"
-
-
-class InvalidTransition(Conflict):
-    code = "invalid_transition"
 
 
 class UnknownDeliveryman(InvalidInput):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from deliveryhub_orders.errors import InvalidTransition
+from deliveryhub_kit.errors import InvalidTransition
 from deliveryhub_orders.models import Order
 
 CENT = Decimal("0.01")

@@ -9,9 +9,5 @@ class OrderNotFound(NotFound):
     code = "order_not_found"
 
 
-class InvalidTransition(Conflict):
-    code = "invalid_transition"
-
-
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
