@@ -65,7 +65,7 @@ def absorb_order_facts(delivery: Delivery, facts: OrderFacts, now: datetime) -> 
     tells the orders service the cancel came too late).
     """
     stale = facts.version is not None and facts.version <= delivery.order_version
-    if delivery.address is None and facts.address is not None:
+    if delivery.awaits_snapshot and facts.address is not None:
         delivery.address = facts.address
     if delivery.date is None and facts.date is not None:
         delivery.date = facts.date

@@ -74,7 +74,7 @@ class SqlDeliveryRepository:
         query = (
             select(Delivery.deliveryman_id, func.count())
             .where(
-                Delivery.address.is_not(None),  # as listed: the courier index covers these alone
+                ~Delivery.awaits_snapshot,  # as listed: the courier index covers these alone
                 Delivery.status == DeliveryStatus.ACTIVATED,
                 Delivery.deliveryman_id.is_not(None),
             )
@@ -91,7 +91,7 @@ class SqlDeliveryRepository:
 
 def _conditions(query: DeliveryQuery) -> list[ColumnElement[bool]]:
     # Records still waiting for their order's snapshot have no address and are not shown.
-    conditions: list[ColumnElement[bool]] = [Delivery.address.is_not(None)]
+    conditions: list[ColumnElement[bool]] = [~Delivery.awaits_snapshot]
     if query.status is not None:
         conditions.append(Delivery.status == query.status)
     if query.deliveryman_id is not None:

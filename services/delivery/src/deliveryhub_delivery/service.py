@@ -159,7 +159,7 @@ class DeliveryService:
 
     async def _existing(self, delivery_id: uuid.UUID) -> Delivery:
         delivery = await self._deliveries.get(delivery_id, for_update=True)
-        if delivery is None or delivery.address is None:
+        if delivery is None or delivery.awaits_snapshot:
             raise DeliveryNotFound(f"there is no delivery {delivery_id}")
         return delivery
 
@@ -171,7 +171,7 @@ class DeliveryService:
         is_courier = principal.role is Role.COURIER
         if (
             delivery is None
-            or delivery.address is None
+            or delivery.awaits_snapshot
             or (is_courier and delivery.deliveryman_id != principal.deliveryman_id)
         ):
             # Word for word the same whether it exists or is another's: a courier cannot probe ids.
