@@ -226,45 +226,61 @@ class CountingProxy:
         self.received = 0  # server → browser
         self.sent = 0  # browser → server
         self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
 
     def __enter__(self) -> CountingProxy:
         self._thread.start()
-        assert self._started.wait(10)
+        started = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        started.result(10)
         return self
 
     def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def reset(self) -> None:
         self.received = self.sent = 0
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
-        self._started.set()
-        self._loop.run_forever()
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _close(self) -> None:
+        """Every connection ended and let go of before the loop stops."""
+        if self._server is not None:
+            self._server.close()
+        for pipe in self._pipes:
+            pipe.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        pipes = [
+            asyncio.ensure_future(self._pipe(reader, upstream_writer, down=False)),
+            asyncio.ensure_future(self._pipe(upstream_reader, writer, down=True)),
+        ]
+        self._pipes.update(pipes)
+        try:
+            await asyncio.gather(*pipes, return_exceptions=True)
+        finally:
+            self._pipes.difference_update(pipes)
 
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, down: bool) -> None:
-            try:
-                while data := await source.read(65536):
-                    if down:
-                        self.received += len(data)
-                    else:
-                        self.sent += len(data)
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pipe(reader, upstream_writer, False), pipe(upstream_reader, writer, True))
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, down: bool) -> None:
+        try:
+            while data := await source.read(65536):
+                if down:
+                    self.received += len(data)
+                else:
+                    self.sent += len(data)
+                sink.write(data)
+                await sink.drain()
+        except ConnectionError:
+            pass
+        finally:
+            sink.close()
 
 
 IDLE_SECONDS = 30
