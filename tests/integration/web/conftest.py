@@ -32,8 +32,8 @@ from deliveryhub_kit.tokens import TokenIssuer, TokenVerifier
 from deliveryhub_web import runtime as web_runtime
 from deliveryhub_web.app import create_app
 from deliveryhub_web.clients import Api, Backends
+from deliveryhub_web.cookies import SESSION_COOKIE, cookie_name
 from deliveryhub_web.models import User, WebSession
-from deliveryhub_web.pages import SESSION_COOKIE, cookie_name
 from deliveryhub_web.repository import SqlAccountRepository
 from deliveryhub_web.settings import WebSettings
 

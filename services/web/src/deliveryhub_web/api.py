@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -16,18 +15,18 @@ from deliveryhub_kit.dependencies import SessionDep
 from deliveryhub_kit.errors import DomainError
 from deliveryhub_kit.identity import Role
 from deliveryhub_web.clients import ApiError
+from deliveryhub_web.cookies import SESSION_COOKIE
+from deliveryhub_web.forms import CheckedForm, Form
 from deliveryhub_web.live import Interest, anything
 from deliveryhub_web.pages import (
-    SESSION_COOKIE,
-    CheckedForm,
     CurrentUser,
-    Form,
     Pages,
     PagesDep,
     UserDep,
     flash_redirect,
     require_role,
 )
+from deliveryhub_web.schemas import order_body, order_form_defaults, order_form_values
 from deliveryhub_web.service import DEMO_ACCOUNTS, MAX_EMAIL_LENGTH, SignedInUser
 from deliveryhub_web.views import (
     BOARD_TABS,
@@ -214,15 +213,15 @@ async def orders_live(
 @router.get("/orders/new")
 async def new_order_form(pages: PagesDep, user: CurrentUser) -> Response:
     require_role(user, Role.CUSTOMER)
-    return pages.render("order_new.html", _order_form_context())
+    return pages.render("order_new.html", order_form_defaults())
 
 
 @router.post("/orders")
 async def place_order(pages: PagesDep, user: CurrentUser, form: Form) -> Response:
     require_role(user, Role.CUSTOMER)
-    values = _order_form_values(form)
+    values = order_form_values(form)
     try:
-        body = _order_body(values)
+        body = order_body(values)
         order = await pages.backends.orders.call(
             user.principal,
             "POST",
@@ -500,51 +499,3 @@ def _safe_next(target: str) -> str:
     if target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return "/"
-
-
-def _order_form_context() -> dict[str, Any]:
-    return {
-        "address": "",
-        "date": (datetime.now().replace(second=0, microsecond=0) + timedelta(days=1)).strftime(
-            "%Y-%m-%dT%H:%M"
-        ),
-        "items": [{"name": "", "quantity": "1", "price": ""}],
-        "idempotency_key": str(uuid.uuid4()),
-        "timezone_offset": "0",
-    }
-
-
-def _order_form_values(form: CheckedForm) -> dict[str, Any]:
-    names, quantities, prices = form.list("item_name"), form.list("item_quantity"), form.list("item_price")
-    items = [
-        {"name": name, "quantity": quantity, "price": price}
-        for name, quantity, price in zip(names, quantities, prices, strict=False)
-        if name.strip() or price.strip()
-    ]
-    return {
-        "address": form.text("address"),
-        "date": form.text("date"),
-        "items": items or [{"name": "", "quantity": "1", "price": ""}],
-        "idempotency_key": form.text("idempotency_key") or str(uuid.uuid4()),
-        "timezone_offset": form.text("timezone_offset") or "0",
-    }
-
-
-def _order_body(values: dict[str, Any]) -> dict[str, Any]:
-    """The orders API's body from the form; the browser's time zone makes the date exact."""
-    try:
-        local = datetime.fromisoformat(values["date"])
-        offset = int(values["timezone_offset"])
-    except ValueError as error:
-        raise ValueError("choose a delivery date and time") from error
-    if not -14 * 60 <= offset <= 14 * 60:
-        raise ValueError("the time zone is not valid")
-    date = local.replace(tzinfo=timezone(-timedelta(minutes=offset)))
-    items = []
-    for item in values["items"]:
-        try:
-            quantity = int(item["quantity"])
-        except ValueError as error:
-            raise ValueError(f"the quantity of {item['name'] or 'an item'} must be a whole number") from error
-        items.append({"name": item["name"], "quantity": quantity, "price": item["price"].replace(",", ".")})
-    return {"address": values["address"], "date": date.isoformat(), "items": items}

@@ -9,7 +9,8 @@ from fastapi.staticfiles import StaticFiles
 
 from deliveryhub_kit.app import build_app
 from deliveryhub_web import api
-from deliveryhub_web.pages import VisitorCookie, install_page_errors
+from deliveryhub_web.error_pages import install_page_errors
+from deliveryhub_web.middleware import VisitorCookie
 from deliveryhub_web.runtime import WebRuntime
 from deliveryhub_web.settings import WebSettings
 

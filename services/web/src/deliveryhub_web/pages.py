@@ -1,85 +1,38 @@
-"""What every page shares: templates, the signed-in user, CSRF-checked forms, flash messages, errors."""
+"""What every page shares: the renderer (with the signed-in user, the CSRF token and a pending
+flash message), the user dependencies, the redirect with a message."""
 
 from __future__ import annotations
 
-import secrets
+import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
-from html import escape
-from pathlib import Path
+from datetime import timedelta
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from fastapi.templating import Jinja2Templates
-from sqlalchemy import exc as sa_exc
-from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deliveryhub_kit.dependencies import SessionDep
-from deliveryhub_kit.errors import DomainError, PermissionDenied
-from deliveryhub_kit.failures import Verdict, classify
+from deliveryhub_kit.errors import PermissionDenied
 from deliveryhub_kit.identity import Role
-from deliveryhub_web.clients import ApiError, Backends, ServiceDown
+from deliveryhub_web.clients import Backends
+from deliveryhub_web.cookies import (
+    FLASH_COOKIE,
+    SESSION_COOKIE,
+    cookie_name,
+    csrf_binding,
+    forget_cookie,
+    read_cookie,
+)
 from deliveryhub_web.live import ChangeFeed, Interest, LiveView, Rendered, Stream, render
 from deliveryhub_web.runtime import WebRuntime
 from deliveryhub_web.security import Flash
 from deliveryhub_web.service import SignedInUser
-
-SESSION_COOKIE = "dh_session"
-VISITOR_COOKIE = "dh_visitor"
-FLASH_COOKIE = "dh_flash"
-
-
-def cookie_name(name: str, secure: bool) -> str:
-    """A cookie's name as the console sets it: a Secure one is `__Host-` prefixed, so that a
-    browser keeps it only when this very host set it over HTTPS for every path (no subdomain and
-    no plain-HTTP page can plant one)."""
-    return f"__Host-{name}" if secure else name
-
-
-def forget_cookie(response: Response, name: str, *, secure: bool) -> None:
-    """Tell the browser to drop the cookie (a `__Host-` one is dropped only with the same attributes)."""
-    response.delete_cookie(cookie_name(name, secure), path="/", secure=secure, httponly=True)
-
-
-def _cookie(request: Request, name: str) -> str | None:
-    runtime: WebRuntime = request.app.state.runtime
-    return request.cookies.get(cookie_name(name, runtime.settings.cookie_secure))
-
-
-CSRF_FIELD = "csrf_token"
-
-TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
-
-
-def _format_date(value: str | None) -> str:
-    if not value:
-        return ""
-    try:
-        return datetime.fromisoformat(value).strftime("%d %b %Y, %H:%M UTC")
-    except ValueError:
-        return value
-
-
-def _money(value: float | int | str | None) -> str:
-    return f"{float(value or 0):,.2f}".replace(",", " ")
-
-
-TEMPLATES.env.filters["date"] = _format_date
-TEMPLATES.env.filters["money"] = _money
-TEMPLATES.env.filters["short"] = lambda value: str(value)[:8]
+from deliveryhub_web.templating import TEMPLATES
 
 
 class SignInRequired(Exception):
     """The page needs a signed-in user."""
-
-
-class CsrfRejected(Exception):
-    """A form came without this browser's token."""
 
 
 class Pages:
@@ -108,7 +61,7 @@ class Pages:
         headers: dict[str, str] | None = None,
     ) -> HTMLResponse:
         assert self.runtime.flash is not None
-        flash = self.runtime.flash.decode(_cookie(self.request, FLASH_COOKIE))
+        flash = self.runtime.flash.decode(read_cookie(self.request, FLASH_COOKIE))
         response = TEMPLATES.TemplateResponse(
             self.request,
             template,
@@ -159,9 +112,15 @@ class Pages:
         async def rebuilt() -> Rendered:
             return self.rendered(await build(), page_path)
 
-        async def still_signed_in() -> bool:
+        async def check() -> bool:
             async with self.runtime.database.transaction() as session:
                 return await self.runtime.accounts(session).signed_in_user(token) is not None
+
+        async def still_signed_in() -> bool:
+            # A stream is cancelled whenever its page goes away, and cancelled again at each await
+            # of its cleanup: the check runs as a task of its own, so that its transaction always
+            # ends (else it would hold its connection, on SQLite the write lock, for good).
+            return await asyncio.shield(check())
 
         stream = Stream(
             build=rebuilt,
@@ -195,7 +154,7 @@ class Pages:
         forget_cookie(response, name, secure=self.runtime.settings.cookie_secure)
 
     def cookie(self, name: str) -> str | None:
-        return _cookie(self.request, name)
+        return read_cookie(self.request, name)
 
 
 def _with_fragment(request: Request) -> str:
@@ -203,13 +162,8 @@ def _with_fragment(request: Request) -> str:
     return request.url.path + "?" + urlencode([*params, ("fragment", "1")])
 
 
-def csrf_binding(request: Request) -> str:
-    """What a CSRF token is bound to: the session, or before sign-in the visitor cookie."""
-    return _cookie(request, SESSION_COOKIE) or request.state.visitor
-
-
 async def _signed_in_user(request: Request, session: SessionDep) -> SignedInUser | None:
-    token = _cookie(request, SESSION_COOKIE)
+    token = read_cookie(request, SESSION_COOKIE)
     if not token:
         return None
     runtime: WebRuntime = request.app.state.runtime
@@ -242,33 +196,6 @@ def require_role(user: SignedInUser, *roles: Role) -> None:
         raise PermissionDenied("this page is not for your role")
 
 
-class CheckedForm:
-    """A submitted form whose CSRF token has been checked."""
-
-    def __init__(self, data: FormData) -> None:
-        self._data = data
-
-    def text(self, name: str) -> str:
-        value = self._data.get(name)
-        return value if isinstance(value, str) else ""
-
-    def list(self, name: str) -> list[str]:
-        return [value for value in self._data.getlist(name) if isinstance(value, str)]
-
-
-async def _checked_form(request: Request) -> CheckedForm:
-    data = await request.form(max_files=0, max_fields=1000)
-    runtime: WebRuntime = request.app.state.runtime
-    assert runtime.csrf is not None
-    token = data.get(CSRF_FIELD)
-    if not runtime.csrf.is_valid(csrf_binding(request), token if isinstance(token, str) else None):
-        raise CsrfRejected
-    return CheckedForm(data)
-
-
-Form = Annotated[CheckedForm, Depends(_checked_form)]
-
-
 def flash_redirect(
     pages: Pages,
     location: str,
@@ -285,157 +212,3 @@ def flash_redirect(
     flash = Flash(message, kind, target, refusals or {})
     pages.set_cookie(response, FLASH_COOKIE, pages.runtime.flash.encode(flash))
     return response
-
-
-class VisitorCookie:
-    """Give each browser a random visitor id, so that forms before sign-in carry a CSRF token too."""
-
-    def __init__(self, app: ASGIApp, secure: bool) -> None:
-        self.app = app
-        self.secure = secure
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        name = cookie_name(VISITOR_COOKIE, self.secure)
-        visitor = request.cookies.get(name)
-        fresh = visitor is None or len(visitor) > 100
-        if fresh:
-            visitor = secrets.token_urlsafe(24)
-        scope.setdefault("state", {})["visitor"] = visitor
-        # Over HTTPS (here, or at a proxy the console believes), browsers are told to keep to it.
-        https = scope.get("scheme") == "https"
-
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.extend(SECURITY_HEADERS)
-                if https:
-                    headers.append(STRICT_TRANSPORT_SECURITY)
-                if fresh:
-                    cookie = f"{name}={visitor}; Path=/; HttpOnly; SameSite=Lax"
-                    headers.append((b"set-cookie", (cookie + ("; Secure" if self.secure else "")).encode()))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
-
-
-# A year; only ever sent over HTTPS, where a browser heeds it.
-STRICT_TRANSPORT_SECURITY = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
-SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-]
-
-
-def install_page_errors(app: FastAPI) -> None:
-    """Errors as pages: a sign-in prompt, a plain message, or a banner when a service is down."""
-
-    def page(request: Request, status: int, title: str, message: str, *, banner: bool = False) -> Response:
-        runtime: WebRuntime = request.app.state.runtime
-        user = getattr(request.state, "user", None)
-        if request.query_params.get("fragment"):
-            return HTMLResponse(f'<p class="notice notice-error">{escape(message)}</p>', status_code=status)
-        return TEMPLATES.TemplateResponse(
-            request,
-            "error.html",
-            {
-                "user": user,
-                "csrf_token": runtime.csrf.token_for(csrf_binding(request)) if runtime.csrf else "",
-                "flash": None,
-                "path": request.url.path,
-                "Role": Role,
-                "title": title,
-                "message": message,
-                "banner": banner,
-            },
-            status_code=status,
-        )
-
-    async def on_sign_in_required(request: Request, _: Exception) -> Response:
-        if request.query_params.get("fragment"):
-            return HTMLResponse("", status_code=401, headers={"X-Sign-In": "/login"})
-        if request.method != "GET":  # a form's address is no page to come back to after signing in
-            return RedirectResponse("/login", status_code=303)
-        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={quote(back, safe='/')}", status_code=303)
-
-    async def on_csrf(request: Request, _: Exception) -> Response:
-        return page(
-            request, 403, "Form expired", "The form was out of date. Go back, reload the page and try again."
-        )
-
-    async def on_domain_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, DomainError)
-        status = 403 if isinstance(error, PermissionDenied) else 400
-        return page(
-            request,
-            status,
-            "Not allowed" if status == 403 else "Not possible",
-            error.detail.capitalize() + ".",
-        )
-
-    async def on_api_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, ApiError)
-        if error.status == 401:
-            response = RedirectResponse("/login", status_code=303)
-            # Else /login sends the still signed-in browser straight back here, in an endless loop.
-            forget_cookie(response, SESSION_COOKIE, secure=request.app.state.runtime.settings.cookie_secure)
-            return response
-        return page(
-            request, error.status, "Not found" if error.status == 404 else "Not possible", error.message
-        )
-
-    async def on_service_down(request: Request, error: Exception) -> Response:
-        assert isinstance(error, ServiceDown)
-        return page(
-            request,
-            503,
-            "Temporarily unavailable",
-            f"The {error.service} service is not answering right now. Your data is safe; "
-            "try again in a moment.",
-            banner=True,
-        )
-
-    async def on_http_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, StarletteHTTPException)
-        title = "Not found" if error.status_code == 404 else "Not possible"
-        return page(
-            request,
-            error.status_code,
-            title,
-            "There is no such page." if error.status_code == 404 else str(error.detail),
-        )
-
-    async def on_invalid_request(request: Request, error: Exception) -> Response:
-        return page(request, 422, "Not understood", "The address or the form was not valid.")
-
-    async def on_unexpected(request: Request, error: Exception) -> Response:
-        if classify(error).verdict is Verdict.OUTAGE:
-            return page(
-                request,
-                503,
-                "Temporarily unavailable",
-                "The console cannot reach its database right now; try again in a moment.",
-                banner=True,
-            )
-        return page(request, 500, "Something went wrong", "An unexpected error occurred; it has been logged.")
-
-    app.add_exception_handler(SignInRequired, on_sign_in_required)
-    app.add_exception_handler(CsrfRejected, on_csrf)
-    app.add_exception_handler(DomainError, on_domain_error)
-    app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(ServiceDown, on_service_down)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(RequestValidationError, on_invalid_request)
-    for expected in (sa_exc.SQLAlchemyError, OSError, TimeoutError):
-        app.add_exception_handler(expected, on_unexpected)
-    app.add_exception_handler(Exception, on_unexpected)
