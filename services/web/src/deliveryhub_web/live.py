@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -158,6 +158,11 @@ class ItemList:
 
     template: str
     items: list[tuple[str, dict[str, Any]]]
+
+    @classmethod
+    def of(cls, template: str, noun: str, items: Sequence[dict[str, Any]]) -> ItemList:
+        """Each item as `noun` in the template, its element id `noun-<its id>`."""
+        return cls(template, [(f"{noun}-{item['id']}", {noun: item}) for item in items])
 
 
 @dataclass

@@ -208,12 +208,7 @@ async def board_view(api: Api, principal: Principal, query: ListQuery) -> LiveVi
             "bulk": "parts/bulk_appoint.html",
             "empty": "parts/board_empty.html",
         },
-        lists={
-            "deliveries": ItemList(
-                "parts/delivery_card.html",
-                [(f"delivery-{item['id']}", {"delivery": item}) for item in page.items],
-            )
-        },
+        lists={"deliveries": ItemList.of("parts/delivery_card.html", "delivery", page.items)},
     )
 
 
@@ -232,11 +227,7 @@ async def orders_view(api: Api, principal: Principal, query: ListQuery, *, with_
             "back": query.url(),
         },
         parts={"tabs": "parts/tabs.html", "pager": "parts/pager.html", "empty": "parts/orders_empty.html"},
-        lists={
-            "orders": ItemList(
-                "parts/order_card.html", [(f"order-{item['id']}", {"order": item}) for item in page.items]
-            )
-        },
+        lists={"orders": ItemList.of("parts/order_card.html", "order", page.items)},
     )
 
 
@@ -245,7 +236,7 @@ async def order_view(api: Api, principal: Principal, order_id: str) -> LiveView:
     return LiveView(
         context={"order": order},
         parts={},
-        lists={"order": ItemList("_order.html", [(f"order-{order['id']}", {"order": order})])},
+        lists={"order": ItemList.of("_order.html", "order", [order])},
     )
 
 
@@ -271,14 +262,8 @@ async def courier_view(api: Api, principal: Principal, query: ListQuery) -> Live
             "history_tabs": "parts/history_tabs.html",
         },
         lists={
-            "to_deliver": ItemList(
-                "parts/round_card.html",
-                [(f"delivery-{item['id']}", {"delivery": item}) for item in to_deliver.items],
-            ),
-            "history": ItemList(
-                "parts/done_card.html",
-                [(f"delivery-{item['id']}", {"delivery": item}) for item in history.items],
-            ),
+            "to_deliver": ItemList.of("parts/round_card.html", "delivery", to_deliver.items),
+            "history": ItemList.of("parts/done_card.html", "delivery", history.items),
         },
     )
 
