@@ -210,7 +210,7 @@ GUARANTEES = (
 # What the scenarios found in the code, and how it was fixed.
 FIXES = (
     (
-        "packages/kit/src/deliveryhub_kit/consumer.py, failures.py; deliveryhub_contracts/events.py",
+        "packages/kit/src/deliveryhub_kit/consumer/runner.py, failures.py; deliveryhub_contracts/events.py",
         "Whatever a message's bytes raise while it is read or applied ends the message: any exception "
         "is judged (outage, retry, poison) and the message settled accordingly.",
         "An `order.created` whose `version` had 5,000 digits made `json.loads` raise a plain ValueError "
@@ -226,7 +226,7 @@ FIXES = (
         "`DBAPIError`: the outage rule knew only a lost TCP connection.",
     ),
     (
-        "packages/kit/src/deliveryhub_kit/consumer.py, topology.py, rabbitmq.py",
+        "packages/kit/src/deliveryhub_kit/consumer/runner.py, topology.py, rabbitmq.py",
         "Through an outage a consumer holds what it has and returns nothing (given back once if it "
         "lasts), returns are `basic.nack`, and every quorum queue declares its delivery limit.",
         "Returning the messages in hand every 0.5 to 15 s while the database was away counted each return "
@@ -247,7 +247,7 @@ FIXES = (
         "counted a delivery of every dead letter: after 20 listings a quorum queue drops them.",
     ),
     (
-        "packages/kit/src/deliveryhub_kit/consumer.py",
+        "packages/kit/src/deliveryhub_kit/consumer/runner.py",
         "The pause before a message is returned to the queue while the database is away now grows with "
         "how long the outage has lasted (at least 0.5 s, at most 15 s), not with a counter that every "
         "message in hand bumped.",
@@ -256,7 +256,7 @@ FIXES = (
         "resumes within about 2 s, still without a hot requeue loop.",
     ),
     (
-        "packages/kit/src/deliveryhub_kit/consumer.py, settings.py; both services' consumers.py",
+        "packages/kit/src/deliveryhub_kit/consumer/runner.py, settings.py; both services' consumers.py",
         "A consumer dead-letters a message larger than `MAX_MESSAGE_BYTES` (default 1 MiB, the same "
         "as the largest request body) at once, unread, as `MessageTooLarge`.",
         "A 5 MB `order.created` that was otherwise valid was applied: a delivery with a 5 MB address "

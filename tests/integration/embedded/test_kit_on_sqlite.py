@@ -17,7 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from deliveryhub_contracts.events import ORDERS_SOURCE, OrderCreated
 from deliveryhub_contracts.topology import Names, QueueSpec
 from deliveryhub_kit.broker import IncomingMessage, OutgoingMessage
-from deliveryhub_kit.consumer import InboxConsumer, route
+from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer, Route
 from deliveryhub_kit.db import Database, make_metadata
 from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.memory_broker import MemoryBroker, MemoryHub
@@ -62,8 +62,8 @@ def consumer(database: Database, broker: MemoryBroker, apply: Apply = record) ->
         database=database,
         broker=broker,
         inbox_model=StandInInbox,
-        routes={"order.created": route(OrderCreated, apply)},
-        retry_delays=DELAYS,
+        routes={"order.created": Route(OrderCreated, apply)},
+        options=ConsumerOptions(retry_delays=DELAYS),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_contracts.events import ORDERS_SOURCE, Envelope, OrderCreated, make_envelope
 from deliveryhub_contracts.topology import Names, QueueSpec
-from deliveryhub_kit.consumer import EventRoute, InboxConsumer, route
+from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer, Route, Routes
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.errors import Conflict
 from deliveryhub_kit.failures import RetryLater
@@ -85,7 +85,7 @@ async def start_consumer(
     started: list[InboxConsumer] = []
 
     async def start(apply: Apply = record) -> InboxConsumer:
-        routes: Mapping[str, EventRoute] = {"order.created": route(OrderCreated, apply)}
+        routes: Routes = {"order.created": Route(OrderCreated, apply)}
         consumer = InboxConsumer(
             name="kit-test",
             queue=queue,
@@ -94,11 +94,13 @@ async def start_consumer(
             broker=rabbit_broker,
             inbox_model=StandInInbox,
             routes=routes,
-            prefetch=mode.prefetch,
-            batch_size=mode.batch_size,
-            lanes=mode.lanes,
-            retry_delays=RETRY_DELAYS,
             metrics=Metrics(),
+            options=ConsumerOptions(
+                prefetch=mode.prefetch,
+                batch_size=mode.batch_size,
+                lanes=mode.lanes,
+                retry_delays=RETRY_DELAYS,
+            ),
         )
         await consumer.start()
         started.append(consumer)

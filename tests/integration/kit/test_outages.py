@@ -13,7 +13,7 @@ import pytest
 
 from deliveryhub_contracts.events import OrderCreated
 from deliveryhub_contracts.topology import Names, QueueSpec
-from deliveryhub_kit.consumer import InboxConsumer, route
+from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer, Route
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.rabbitmq import RabbitBroker
@@ -151,12 +151,11 @@ async def test_an_outage_pauses_the_consumer_and_no_message_is_counted_away(
         database=stand_in.through_line,
         broker=rabbit_broker,
         inbox_model=StandInInbox,
-        routes={"order.created": route(OrderCreated, record)},
-        prefetch=16,
-        batch_size=8,
-        max_backoff_seconds=0.5,
-        outage_hold_seconds=hold_seconds,
+        routes={"order.created": Route(OrderCreated, record)},
         metrics=metrics,
+        options=ConsumerOptions(
+            prefetch=16, batch_size=8, max_backoff_seconds=0.5, outage_hold_seconds=hold_seconds
+        ),
     )
     await consumer.start()
     order_ids: list[uuid.UUID] = []

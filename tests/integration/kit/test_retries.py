@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_contracts.events import OrderCreated
 from deliveryhub_contracts.topology import Names, QueueSpec
-from deliveryhub_kit.consumer import InboxConsumer, route
+from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer, Route
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.rabbitmq import RabbitBroker
@@ -50,8 +50,8 @@ async def start_retrying(
             database=stand_in_database,
             broker=rabbit_broker,
             inbox_model=StandInInbox,
-            routes={"order.created": route(OrderCreated, apply)},
-            retry_delays=DELAYS,
+            routes={"order.created": Route(OrderCreated, apply)},
+            options=ConsumerOptions(retry_delays=DELAYS),
         )
         await consumer.start()
         started.append(consumer)

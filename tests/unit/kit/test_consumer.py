@@ -20,7 +20,7 @@ from deliveryhub_contracts.events import (
     make_envelope,
 )
 from deliveryhub_contracts.legacy import LegacyOrderCreated
-from deliveryhub_kit.consumer import cloud_event_decoder, plain_json_decoder, route
+from deliveryhub_kit.consumer import Route, cloud_event_decoder, plain_json_decoder
 
 ORDER_ID = uuid.UUID("2f0b8f9e-4a61-4c3e-9d0a-7b5f3e1c2d44")
 LEGACY_NAMESPACE = uuid.UUID("6f1c2a8e-3b7d-4e0a-9d51-2c4b8f7a1e30")
@@ -56,7 +56,7 @@ async def cancel_order(session: AsyncSession, event: OrderCanceled) -> None:
     """A handler that is never reached: decoding happens before any handler runs."""
 
 
-decode_order_events = cloud_event_decoder({"order.canceled": route(OrderCanceled, cancel_order)})
+decode_order_events = cloud_event_decoder({"order.canceled": Route(OrderCanceled, cancel_order)})
 decode_legacy_created = plain_json_decoder("legacy.order_created", LegacyOrderCreated, LEGACY_NAMESPACE)
 
 

@@ -6,7 +6,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_contracts.events import DELIVERY_SOURCE, DeliveryCanceled, parse_envelope, parse_payload
 from deliveryhub_delivery.models import OutboxMessage
@@ -21,7 +20,8 @@ from deliveryhub_kit.broker import (
     Unroutable,
 )
 from deliveryhub_kit.db import Database, utcnow
-from deliveryhub_kit.outbox import PENDING_KEY, PENDING_ROWS_KEY, Outbox, OutboxRelay
+from deliveryhub_kit.outbox import Outbox, OutboxRelay
+from deliveryhub_kit.unit_of_work import UnitOfWork
 
 
 class ScriptedBroker:
@@ -73,16 +73,18 @@ def relay_over(broker: ScriptedBroker) -> OutboxRelay:
 
 
 def test_an_emitted_event_is_a_pending_outbox_row_holding_a_cloud_event() -> None:
-    session = AsyncSession()
+    writing: list[bool] = []
+    work = UnitOfWork(start_writing_events=lambda: writing.append(True))
     order_id = uuid.uuid4()
 
-    Outbox(session, OutboxMessage, DELIVERY_SOURCE).emit(
+    Outbox(work, OutboxMessage, DELIVERY_SOURCE).emit(
         DeliveryCanceled(order_id=order_id, reason="out of stock", version=2), subject=str(order_id)
     )
 
-    (pending,) = session.info[PENDING_ROWS_KEY]
-    assert pending.table is OutboxMessage.__table__
-    row = pending.values
+    assert work.events.emitted
+    assert writing == [True]  # the database is told to write events from now on
+    ((table, (row,)),) = work.events.take().items()
+    assert table is OutboxMessage.__table__
     assert row["routing_key"] == "delivery.canceled"
     assert "published_at" not in row
     envelope = parse_envelope(str(row["body"]).encode())
@@ -92,7 +94,6 @@ def test_an_emitted_event_is_a_pending_outbox_row_holding_a_cloud_event() -> Non
     assert parse_payload(envelope, DeliveryCanceled) == DeliveryCanceled(
         order_id=order_id, reason="out of stock", version=2
     )
-    assert session.info[PENDING_KEY] is True
 
 
 async def test_confirmed_rows_are_marked_published_in_order() -> None:

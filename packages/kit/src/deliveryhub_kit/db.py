@@ -1,4 +1,4 @@
-"""The database of one service: engine, one transaction per unit of work, commit listeners."""
+"""The database of one service: engine, one unit of work per transaction, commit listeners."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from deliveryhub_kit.search import SQLITE_FOLD, fold
+from deliveryhub_kit.unit_of_work import UnitOfWork, write_events_before_commit
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -29,7 +31,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-CommitListener = Callable[[AsyncSession], None]
+CommitListener = Callable[[UnitOfWork], None]
 
 
 class DatabaseReadOnly(Exception):
@@ -135,21 +137,36 @@ class Database:
                 connect_args={"timeout": timeout_seconds, "command_timeout": timeout_seconds * 6},
             )
             event.listen(self.engine.sync_engine, "handle_error", _drop_stale_connections)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # This database's own sessions: the outbox's listeners go on these alone, once one is used.
+        self._sync_sessions: sessionmaker[Session] = sessionmaker()
+        self._writes_events = False
+        self.sessionmaker = async_sessionmaker(
+            self.engine,
+            class_=UnitOfWork,
+            sync_session_class=self._sync_sessions,
+            expire_on_commit=False,
+            start_writing_events=self._start_writing_events,
+        )
         self._commit_listeners: list[CommitListener] = []
 
     def on_commit(self, listener: CommitListener) -> None:
-        """Call `listener(session)` after each transaction of this database commits."""
+        """Call `listener(work)` after each transaction of this database commits."""
         self._commit_listeners.append(listener)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
         """One unit of work: commits when the block ends, rolls back if it raises."""
-        async with self.sessionmaker() as session:
-            async with session.begin():
-                yield session
+        async with self.sessionmaker() as work:
+            async with work.begin():
+                yield work
             for listener in self._commit_listeners:
-                listener(session)
+                listener(work)
+
+    def _start_writing_events(self) -> None:
+        """The first event emitted on this database: from now on its transactions write theirs."""
+        if not self._writes_events:
+            write_events_before_commit(self._sync_sessions)
+            self._writes_events = True
 
     async def probe(self) -> None:
         """Return only if the database takes a write transaction now: reachable, accepting

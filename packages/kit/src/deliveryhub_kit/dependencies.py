@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.errors import Unauthenticated
@@ -16,6 +15,7 @@ from deliveryhub_kit.lists import TOTAL_HEADER
 from deliveryhub_kit.rates import RequestRate, too_many_requests
 from deliveryhub_kit.search import MAX_QUERY_CHARACTERS
 from deliveryhub_kit.tokens import TokenVerifier
+from deliveryhub_kit.unit_of_work import UnitOfWork
 
 
 async def _database(request: Request) -> Database:
@@ -25,13 +25,13 @@ async def _database(request: Request) -> Database:
 
 async def _request_session(
     database: Annotated[Database, Depends(_database)],
-) -> AsyncIterator[AsyncSession]:
-    async with database.transaction() as session:
-        yield session
+) -> AsyncIterator[UnitOfWork]:
+    async with database.transaction() as work:
+        yield work
 
 
 # Committed when the route function returns and before the response is sent.
-SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+SessionDep = Annotated[UnitOfWork, Depends(_request_session, scope="function")]
 
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from the Delivery Hub token issuer")

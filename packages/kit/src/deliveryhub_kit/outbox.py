@@ -8,7 +8,6 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -21,14 +20,12 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
-    event,
     func,
-    insert,
     select,
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, Session, SessionTransaction, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from deliveryhub_contracts.events import Payload, make_envelope
 from deliveryhub_kit.broker import (
@@ -41,12 +38,9 @@ from deliveryhub_kit.context import current_correlation_id, current_traceparent,
 from deliveryhub_kit.db import Database, UtcDateTime, utcnow
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.tracing import tracer
+from deliveryhub_kit.unit_of_work import PendingEvent, UnitOfWork
 
 logger = logging.getLogger(__name__)
-
-PENDING_KEY = "outbox_pending"
-# Rows emitted in a session's transaction and not yet written, by table.
-PENDING_ROWS_KEY = "outbox_rows"
 
 
 class OutboxMessageMixin:
@@ -91,8 +85,8 @@ class EventSink(Protocol):
 class Outbox:
     """Writes events into the outbox table inside the caller's transaction."""
 
-    def __init__(self, session: AsyncSession, model: type[OutboxMessageMixin], source: str) -> None:
-        self._session = session
+    def __init__(self, work: UnitOfWork, model: type[OutboxMessageMixin], source: str) -> None:
+        self._work = work
         self._table: Table = getattr(model, "__table__")  # noqa: B009 (a mixin does not declare it)
         self._source = source
 
@@ -106,18 +100,17 @@ class Outbox:
             traceparent=traceparent,
             correlation_id=correlation_id,
         )
-        # Kept on the session and written with one INSERT just before the transaction commits
-        # (see _write_pending_rows): cheaper than a tracked object per event.
+        # Kept by the unit of work and written with one INSERT just before the transaction commits:
+        # cheaper than a tracked object per event.
         now = utcnow()
-        sync_session = self._session.sync_session
+        sync_session = self._work.sync_session
         # The event belongs to the transaction in progress (begun here if none is: no I/O yet), so
         # that its rollback, or a savepoint's, takes the event with it.
         transaction = (
             sync_session.get_nested_transaction() or sync_session.get_transaction() or sync_session.begin()
         )
-        pending: list[_PendingRow] = self._session.info.setdefault(PENDING_ROWS_KEY, [])
-        pending.append(
-            _PendingRow(
+        self._work.events.add(
+            PendingEvent(
                 transaction,
                 self._table,
                 {
@@ -132,47 +125,6 @@ class Outbox:
                 },
             )
         )
-        self._session.info[PENDING_KEY] = True
-
-
-@dataclass(frozen=True)
-class _PendingRow:
-    transaction: SessionTransaction  # the transaction (or savepoint) the event was emitted in
-    table: Table
-    values: dict[str, object]
-
-
-@event.listens_for(Session, "before_commit")
-def _write_pending_rows(session: Session) -> None:
-    """Write the events emitted so far, whoever commits: a commit cannot leave one out."""
-    pending: list[_PendingRow] = session.info.pop(PENDING_ROWS_KEY, [])
-    by_table: dict[Table, list[dict[str, object]]] = {}
-    for row in pending:
-        by_table.setdefault(row.table, []).append(row.values)
-    for table, rows in by_table.items():
-        session.execute(insert(table), rows)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_rolled_back_rows(session: Session, previous: SessionTransaction) -> None:
-    """Events emitted in a transaction (or savepoint) that rolled back go with it."""
-    pending: list[_PendingRow] = session.info.get(PENDING_ROWS_KEY, [])
-    kept = [row for row in pending if not _within(row.transaction, previous)]
-    if kept:
-        session.info[PENDING_ROWS_KEY] = kept
-    else:
-        session.info.pop(PENDING_ROWS_KEY, None)
-        if previous.parent is None:
-            session.info.pop(PENDING_KEY, None)
-
-
-def _within(transaction: SessionTransaction, outer: SessionTransaction) -> bool:
-    current: SessionTransaction | None = transaction
-    while current is not None:
-        if current is outer:
-            return True
-        current = current.parent
-    return False
 
 
 class OutboxRelay:
@@ -207,8 +159,8 @@ class OutboxRelay:
         self._metrics = metrics or Metrics()
         database.on_commit(self._after_commit)
 
-    def _after_commit(self, session: AsyncSession) -> None:
-        if session.info.pop(PENDING_KEY, False):
+    def _after_commit(self, work: UnitOfWork) -> None:
+        if work.events.emitted:
             self._wake.set()
 
     def wake(self) -> None:

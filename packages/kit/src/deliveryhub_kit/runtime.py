@@ -8,7 +8,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol
+
+from typing_extensions import TypeVar
 
 from deliveryhub_kit.broker import Broker, BrokerError, BrokerUnavailable, Topology
 from deliveryhub_kit.consumer import InboxConsumer
@@ -23,7 +25,10 @@ from deliveryhub_kit.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
-ConsumerFactory = Callable[["ServiceRuntime"], Sequence[InboxConsumer]]
+# A service's runtime is typed by its own settings class: its consumers read their fields as they are.
+S = TypeVar("S", bound=ServiceSettings, default=ServiceSettings)
+
+ConsumerFactory = Callable[["ServiceRuntime[S]"], Sequence[InboxConsumer]]
 
 
 def open_broker(settings: ServiceSettings) -> Broker:
@@ -38,13 +43,13 @@ def open_broker(settings: ServiceSettings) -> Broker:
 
 
 @dataclass(frozen=True)
-class Wiring:
+class Wiring(Generic[S]):
     """What differs between services: their tables, their topology, consumers and migrations."""
 
     outbox_model: type[OutboxMessageMixin]
     inbox_model: type[InboxMessageMixin]
     topologies: Sequence[Topology]
-    consumers: ConsumerFactory
+    consumers: ConsumerFactory[S]
     migrations: Path | None = None
 
 
@@ -83,13 +88,13 @@ class Runtime(Protocol):
     async def stop(self) -> None: ...
 
 
-class ServiceRuntime:
+class ServiceRuntime(Generic[S]):
     """Database, broker, outbox relay and consumers of one service process."""
 
     def __init__(
         self,
-        settings: ServiceSettings,
-        wiring: Wiring,
+        settings: S,
+        wiring: Wiring[S],
         *,
         broker: Broker | None = None,
         database: Database | None = None,

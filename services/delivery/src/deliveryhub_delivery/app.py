@@ -35,9 +35,10 @@ def create_app(settings: DeliverySettings | None = None, *, broker: Broker | Non
         consumers=build_consumers,
         migrations=MIGRATIONS,
     )
+    runtime = ServiceRuntime(settings, wiring, broker=broker)
     return build_app(
         title="Delivery Hub: delivery",
         description="Deliveries and couriers: appoint a courier, mark an order delivered.",
-        runtime=ServiceRuntime(settings, wiring, broker=broker),
+        runtime=runtime,
         routers=[api.router],
     )

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Sequence
 
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_contracts.events import OrderCanceled, OrderCancelRequested, OrderCreated, OrderPaid
 from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
@@ -15,40 +14,49 @@ from deliveryhub_delivery.models import InboxMessage
 from deliveryhub_delivery.repository import SqlDeliveryRepository
 from deliveryhub_delivery.service import delivery_service
 from deliveryhub_delivery.settings import DeliverySettings
-from deliveryhub_kit.consumer import Decoder, EventRoute, InboxConsumer, plain_json_decoder, route
+from deliveryhub_kit.consumer import (
+    ConsumerOptions,
+    Decoder,
+    InboxConsumer,
+    Route,
+    Routes,
+    event_routes,
+    plain_json_decoder,
+)
 from deliveryhub_kit.runtime import ServiceRuntime
+from deliveryhub_kit.unit_of_work import UnitOfWork
 
 # Legacy messages carry no id: their ids are derived from their content in this namespace.
 LEGACY_NAMESPACE = uuid.UUID("6f1c2a8e-3b7d-4e0a-9d51-2c4b8f7a1e30")
 
 
-async def on_order_created(session: AsyncSession, event: OrderCreated) -> None:
-    await delivery_service(session).on_order_created(event)
+async def on_order_created(work: UnitOfWork, event: OrderCreated) -> None:
+    await delivery_service(work).on_order_created(event)
 
 
-async def on_order_paid(session: AsyncSession, event: OrderPaid) -> None:
-    await delivery_service(session).on_order_paid(event)
+async def on_order_paid(work: UnitOfWork, event: OrderPaid) -> None:
+    await delivery_service(work).on_order_paid(event)
 
 
-async def on_order_canceled(session: AsyncSession, event: OrderCanceled) -> None:
-    await delivery_service(session).on_order_canceled(event)
+async def on_order_canceled(work: UnitOfWork, event: OrderCanceled) -> None:
+    await delivery_service(work).on_order_canceled(event)
 
 
-async def on_order_cancel_requested(session: AsyncSession, event: OrderCancelRequested) -> None:
-    await delivery_service(session).on_order_cancel_requested(event)
+async def on_order_cancel_requested(work: UnitOfWork, event: OrderCancelRequested) -> None:
+    await delivery_service(work).on_order_cancel_requested(event)
 
 
-async def on_legacy_order_created(session: AsyncSession, message: LegacyOrderCreated) -> None:
-    await delivery_service(session).on_legacy_order_created(message)
+async def on_legacy_order_created(work: UnitOfWork, message: LegacyOrderCreated) -> None:
+    await delivery_service(work).on_legacy_order_created(message)
 
 
-async def on_legacy_order_paid(session: AsyncSession, message: LegacyOrderPaid) -> None:
-    await delivery_service(session).on_legacy_order_paid(message)
+async def on_legacy_order_paid(work: UnitOfWork, message: LegacyOrderPaid) -> None:
+    await delivery_service(work).on_legacy_order_paid(message)
 
 
-async def lock_deliveries(session: AsyncSession, payloads: Sequence[BaseModel]) -> None:
+async def lock_deliveries(work: UnitOfWork, payloads: Sequence[BaseModel]) -> None:
     """Lock, in one query, the deliveries of the orders a batch of events is about."""
-    await SqlDeliveryRepository(session).lock_many(order_id(payload) for payload in payloads)
+    await SqlDeliveryRepository(work).lock_many(order_id(payload) for payload in payloads)
 
 
 def order_id(payload: BaseModel) -> uuid.UUID:
@@ -61,23 +69,18 @@ def order_id(payload: BaseModel) -> uuid.UUID:
     raise TypeError(f"no order id in {type(payload).__name__}")
 
 
-ORDER_EVENT_ROUTES: dict[str, EventRoute] = {
-    "order.created": route(OrderCreated, on_order_created),
-    "order.paid": route(OrderPaid, on_order_paid),
-    "order.canceled": route(OrderCanceled, on_order_canceled),
-    "order.cancel-requested": route(OrderCancelRequested, on_order_cancel_requested),
-}
+ORDER_EVENT_ROUTES = event_routes(
+    on_order_created, on_order_paid, on_order_canceled, on_order_cancel_requested
+)
 
 
-def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
+def build_consumers(runtime: ServiceRuntime[DeliverySettings]) -> Sequence[InboxConsumer]:
     """The order-events consumer, and the legacy queues' when a legacy prefix is set."""
     settings = runtime.settings
-    assert isinstance(settings, DeliverySettings)
     names = Names(settings.broker_prefix)
+    options = ConsumerOptions.from_settings(settings)
 
-    def consumer(
-        name: str, queue: str, routes: dict[str, EventRoute], decoder: Decoder | None = None
-    ) -> InboxConsumer:
+    def consumer(name: str, queue: str, routes: Routes, decoder: Decoder | None = None) -> InboxConsumer:
         return InboxConsumer(
             name=name,
             queue=queue,
@@ -87,13 +90,8 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             inbox_model=InboxMessage,
             routes=routes,
             decoder=decoder,
-            prefetch=settings.consumer_prefetch,
-            batch_size=settings.consumer_batch_size,
-            lanes=settings.consumer_lanes,
             prepare_batch=lock_deliveries,
-            max_message_bytes=settings.max_message_bytes,
-            retry_delays=settings.retry_delays_seconds,
-            outage_hold_seconds=settings.consumer_outage_hold_seconds,
+            options=options,
             metrics=runtime.metrics,
         )
 
@@ -104,7 +102,7 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             consumer(
                 created_queue,
                 created_queue,
-                {"legacy.order_created": route(LegacyOrderCreated, on_legacy_order_created)},
+                {"legacy.order_created": Route(LegacyOrderCreated, on_legacy_order_created)},
                 plain_json_decoder("legacy.order_created", LegacyOrderCreated, LEGACY_NAMESPACE),
             )
         )
@@ -112,7 +110,7 @@ def build_consumers(runtime: ServiceRuntime) -> Sequence[InboxConsumer]:
             consumer(
                 paid_queue,
                 paid_queue,
-                {"legacy.order_paid": route(LegacyOrderPaid, on_legacy_order_paid)},
+                {"legacy.order_paid": Route(LegacyOrderPaid, on_legacy_order_paid)},
                 plain_json_decoder("legacy.order_paid", LegacyOrderPaid, LEGACY_NAMESPACE),
             )
         )

@@ -7,16 +7,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_delivery.domain import DeliveryStatus
 from deliveryhub_delivery.models import Delivery, Deliveryman
 from deliveryhub_kit.lists import Page, Sort, ordering
 from deliveryhub_kit.search import Search
-
-# Deliveries this transaction has locked already, by id (None: there is none), so that the handlers
-# of a batch of events find them without a query each.
-LOCKED_KEY = "deliveries_locked"
+from deliveryhub_kit.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -31,9 +27,10 @@ class DeliveryQuery:
 
 
 class SqlDeliveryRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-        self._locked: dict[uuid.UUID, Delivery | None] = session.info.setdefault(LOCKED_KEY, {})
+    def __init__(self, work: UnitOfWork) -> None:
+        self._session = work
+        # Deliveries this transaction has locked already, so that a batch's handlers need no query each.
+        self._locked = work.locked.of(Delivery)
 
     async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
         if for_update and delivery_id in self._locked:

@@ -8,8 +8,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from deliveryhub_contracts.events import (
     DELIVERY_SOURCE,
     DeliveryAppointed,
@@ -31,6 +29,7 @@ from deliveryhub_kit.db import utcnow
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.lists import Page
 from deliveryhub_kit.outbox import EventSink, Outbox
+from deliveryhub_kit.unit_of_work import UnitOfWork
 
 MANAGER_CANCEL_REASON = "canceled by the shop manager"
 
@@ -192,6 +191,6 @@ def _snapshot_facts(event: OrderCreated | OrderPaid, change: OrderChange) -> Ord
     )
 
 
-def delivery_service(session: AsyncSession) -> DeliveryService:
+def delivery_service(work: UnitOfWork) -> DeliveryService:
     """The service over one transaction: SQL repository, events into the outbox."""
-    return DeliveryService(SqlDeliveryRepository(session), Outbox(session, OutboxMessage, DELIVERY_SOURCE))
+    return DeliveryService(SqlDeliveryRepository(work), Outbox(work, OutboxMessage, DELIVERY_SOURCE))

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from deliveryhub_contracts.events import (
     ORDERS_SOURCE,
     DeliveryAppointed,
@@ -26,6 +24,7 @@ from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.lists import Page, Sort
 from deliveryhub_kit.outbox import EventSink, Outbox
 from deliveryhub_kit.search import Search
+from deliveryhub_kit.unit_of_work import UnitOfWork
 from deliveryhub_orders import domain
 from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.errors import IdempotencyKeyReused, OrderNotFound
@@ -191,6 +190,6 @@ def _snapshot(order: Order) -> dict[str, Any]:
     }
 
 
-def order_service(session: AsyncSession) -> OrderService:
+def order_service(work: UnitOfWork) -> OrderService:
     """The service over one transaction: SQL repository, events into the outbox."""
-    return OrderService(SqlOrderRepository(session), Outbox(session, OutboxMessage, ORDERS_SOURCE))
+    return OrderService(SqlOrderRepository(work), Outbox(work, OutboxMessage, ORDERS_SOURCE))
