@@ -59,7 +59,7 @@ class ServiceSettings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_timeout_seconds: float = Field(default=5.0, gt=0)
 
-    # RabbitMQ; or `memory://FILE`, the in-process broker of the embedded mode (see memory_broker.py).
+    # RabbitMQ; or `memory://FILE`, the in-process broker of the embedded mode (see memory_broker/).
     amqp_url: str = Field(default=DEFAULT_AMQP_URL, validation_alias=AliasChoices("AMQP_URL", "BROKER_URL"))
     amqp_password_file: Path | None = None
     broker_prefix: str = ""
