@@ -4,7 +4,6 @@ waiting events applied by a delivery process started on it, each on the scratch 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 
@@ -15,7 +14,7 @@ from deliveryhub_cli.bench.options import CONSUMER_PREFETCH, RELAY_WINDOW, RETRY
 from deliveryhub_cli.bench.payloads import order_created
 from deliveryhub_cli.bench.processes import rss_mb
 from deliveryhub_cli.bench.raw import publish_confirmed
-from deliveryhub_cli.bench.systems import UNLIMITED, Scratch, free_port, log_file
+from deliveryhub_cli.bench.systems import Scratch, bench_environment, free_port, log_file
 from deliveryhub_cli.bench.timing import Progress
 from deliveryhub_cli.services import SERVICES
 from deliveryhub_cli.up import Stack
@@ -101,16 +100,7 @@ async def consumer_drain(options: BenchOptions, scratch: Scratch, progress: Prog
     delivery = next(service for service in SERVICES if service.name == "delivery")
     stack = Stack()
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": scratch.urls["delivery"],
-        "AMQP_URL": options.amqp,
-        "BROKER_PREFIX": scratch.names.prefix,
-        "LEGACY_QUEUE_PREFIX": "",
-        "KEYS_DIR": str((options.data_dir / "keys").resolve()),
-        "LOG_LEVEL": "WARNING",
-        **UNLIMITED,
-    }
+    env = bench_environment(options, scratch.urls["delivery"], scratch.names.prefix)
     spawned = time.monotonic()
     stack.start(delivery, env, options.host, port, log=log_file(options, "drain-delivery"))
     plain = scratch.urls["delivery"].replace("postgresql+asyncpg://", "postgresql://")

@@ -4,16 +4,16 @@ scratch databases and broker names of the drain phases."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import aio_pika
 
 from deliveryhub_cli.bench.options import RETRY_DELAYS, BenchOptions
+from deliveryhub_cli.environment import console_upstreams, service_environment, service_urls
 from deliveryhub_cli.services import SERVICES, migrate, prepare_database
 from deliveryhub_cli.up import Stack, UpOptions, prepare, wait_until_ready
 from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, ORDERS_DELIVERY_EVENTS, Names
@@ -30,6 +30,20 @@ def log_file(options: BenchOptions, name: str) -> Path:
 
 # The bench measures the services, not their rate limits: it turns those off.
 UNLIMITED = {"RATE_LIMIT_PER_ADDRESS": "0", "RATE_LIMIT_PER_SUBJECT": "0"}
+
+
+def bench_environment(
+    options: BenchOptions, database_url: str, broker_prefix: str, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A service's environment as the bench starts it: the development keys, no queues of the
+    teaching design, warnings only and no rate limits."""
+    return service_environment(
+        database_url=database_url,
+        amqp_url=options.amqp,
+        broker_prefix=broker_prefix,
+        keys_dir=(options.data_dir / "keys").resolve(),
+        overrides={"LEGACY_QUEUE_PREFIX": "", "LOG_LEVEL": "WARNING", **UNLIMITED, **(overrides or {})},
+    )
 
 
 def free_port() -> int:
@@ -98,27 +112,15 @@ def started_system(options: BenchOptions, token: str) -> Iterator[dict[str, int]
         ports=ports,
     )
     options.broker_prefix, options.database_prefix = up.broker_prefix, up.database_prefix
-    options.orders_url = f"http://{options.host}:{ports['orders']}"
-    options.delivery_url = f"http://{options.host}:{ports['delivery']}"
+    bases = service_urls(options.host, ports)
+    options.orders_url, options.delivery_url = bases["orders"], bases["delivery"]
     with redirect_stdout(sys.stderr):  # stdout is kept for the table or the JSON
         urls = prepare(up)
-    keys_dir = (options.data_dir / "keys").resolve()
-    ensure_development_keys(keys_dir)
+    ensure_development_keys((options.data_dir / "keys").resolve())
     stack = Stack()
     try:
         for service in SERVICES:
-            env = {
-                **os.environ,
-                "DATABASE_URL": urls[service.name],
-                "AMQP_URL": options.amqp,
-                "BROKER_PREFIX": up.broker_prefix,
-                "LEGACY_QUEUE_PREFIX": "",
-                "KEYS_DIR": str(keys_dir),
-                "LOG_LEVEL": "WARNING",
-                **UNLIMITED,
-                "ORDERS_URL": options.orders_url,
-                "DELIVERY_URL": options.delivery_url,
-            }
+            env = bench_environment(options, urls[service.name], up.broker_prefix, console_upstreams(bases))
             stack.start(
                 service,
                 env,
@@ -127,7 +129,7 @@ def started_system(options: BenchOptions, token: str) -> Iterator[dict[str, int]
                 log=log_file(options, service.name),
                 workers=options.workers,
             )
-        wait_until_ready(stack, {name: f"http://{options.host}:{port}" for name, port in ports.items()}, 60.0)
+        wait_until_ready(stack, bases, 60.0)
         yield {name: process.pid for name, process in stack.processes.items()}
     finally:
         stack.stop()
