@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI
 
+from deliveryhub_cli.environment import service_environment
 from deliveryhub_contracts.topology import (
     DELIVERY_ORDER_EVENTS,
     ORDERS_DELIVERY_EVENTS,
@@ -211,9 +211,16 @@ class FaultSystem:
     def process(self, service: ServiceName, label: str) -> ServiceProcess:
         """A replica of the service as a real process (not started yet)."""
         # Unbuffered: a killed process leaves every line it wrote in its log.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_JSON": "true"}
-        for name, value in self.settings_values(service).items():
-            env[name.upper()] = json.dumps(value) if isinstance(value, tuple) else str(value)
+        variables = {
+            name.upper(): json.dumps(value) if isinstance(value, tuple) else str(value)
+            for name, value in self.settings_values(service).items()
+        }
+        env = service_environment(
+            database_url=variables.pop("DATABASE_URL"),
+            amqp_url=variables.pop("AMQP_URL"),
+            broker_prefix=variables.pop("BROKER_PREFIX"),
+            overrides={"PYTHONUNBUFFERED": "1", "LOG_JSON": "true", **variables},
+        )
         replica = ServiceProcess(label, service, env, self.workdir)
         self._processes.append(replica)
         return replica

@@ -26,6 +26,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from deliveryhub_cli.banner import print_welcome
+from deliveryhub_cli.environment import service_urls
 from deliveryhub_cli.services import SERVICES, migrate
 from deliveryhub_delivery.app import create_app as create_delivery_app
 from deliveryhub_delivery.settings import DeliverySettings
@@ -135,6 +136,7 @@ def build_apps(options: UpOptions, data: EmbeddedData) -> dict[str, FastAPI]:
     """The three apps as their factories build them, on the embedded adapters."""
     keys = data.keys.resolve()
     ports = options.ports
+    urls = service_urls(options.host, ports)
     orders = OrdersSettings(
         database_url=data.database_url("orders"),
         amqp_url=data.broker_url,
@@ -158,8 +160,8 @@ def build_apps(options: UpOptions, data: EmbeddedData) -> dict[str, FastAPI]:
         keys_dir=keys,
         host=options.host,
         port=ports["web"],
-        orders_url=f"http://{options.host}:{ports['orders']}",
-        delivery_url=f"http://{options.host}:{ports['delivery']}",
+        orders_url=urls["orders"],
+        delivery_url=urls["delivery"],
     )
     # One process, one log: each line still names its service (see `_serve_as`).
     configure_logging("deliveryhub", level=orders.log_level, json_lines=orders.log_json)
@@ -220,7 +222,7 @@ async def serve(apps: dict[str, FastAPI], options: UpOptions, data: EmbeddedData
     tasks = [
         asyncio.create_task(_serve_as(name, server), name=f"serve-{name}") for name, server in servers.items()
     ]
-    bases = {name: f"http://{options.host}:{options.ports[name]}" for name in servers}
+    bases = service_urls(options.host, options.ports)
     waiting = dict(bases)
     code = 0
     try:

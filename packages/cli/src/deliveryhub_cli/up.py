@@ -4,7 +4,6 @@ neither server around, the embedded system in this process."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import httpx
 from deliveryhub_cli.banner import print_welcome
 from deliveryhub_cli.checks import NotReachable, check_postgres, check_rabbitmq, unreachable, where
 from deliveryhub_cli.embedded import run_embedded
+from deliveryhub_cli.environment import console_upstreams, service_environment, service_urls
 from deliveryhub_cli.services import SERVICES, ServiceSpec, migrate, prepare_database
 from deliveryhub_kit.keys import ensure_development_keys
 
@@ -154,23 +154,21 @@ def run_up(options: UpOptions) -> int:
     ensure_development_keys(keys_dir)
 
     stack = Stack()
-    bases: dict[str, str] = {}
+    bases = service_urls(options.host, options.ports)
     for service in SERVICES:
-        port = options.ports[service.name]
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_urls[service.name],
-            "AMQP_URL": options.amqp,
-            "BROKER_PREFIX": options.broker_prefix,
-            "KEYS_DIR": str(keys_dir),
-        }
+        extras: dict[str, str] = {}
         if service.name == "delivery" and options.legacy_queue_prefix:
-            env["LEGACY_QUEUE_PREFIX"] = options.legacy_queue_prefix
+            extras["LEGACY_QUEUE_PREFIX"] = options.legacy_queue_prefix
         if service.name == "web":
-            env["ORDERS_URL"] = f"http://{options.host}:{options.ports['orders']}"
-            env["DELIVERY_URL"] = f"http://{options.host}:{options.ports['delivery']}"
-        stack.start(service, env, options.host, port, workers=options.workers)
-        bases[service.name] = f"http://{options.host}:{port}"
+            extras.update(console_upstreams(bases))
+        env = service_environment(
+            database_url=database_urls[service.name],
+            amqp_url=options.amqp,
+            broker_prefix=options.broker_prefix,
+            keys_dir=keys_dir,
+            overrides=extras,
+        )
+        stack.start(service, env, options.host, options.ports[service.name], workers=options.workers)
 
     stopping = False
 

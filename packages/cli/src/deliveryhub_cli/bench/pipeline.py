@@ -1,0 +1,146 @@
+"""The end-to-end pipeline: orders placed and paid over HTTP (as fast as possible, or paced), seen
+created and activated in the delivery service's database, and the lag of each step."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+
+from deliveryhub_cli.bench.http_load import HttpOutcome, timed
+from deliveryhub_cli.bench.options import BenchOptions, Json
+from deliveryhub_cli.bench.payloads import order_body
+from deliveryhub_cli.bench.timing import Progress, keep_reporting, percentile
+from deliveryhub_cli.loadgen import HttpLoad
+from deliveryhub_cli.services import database_url
+
+
+class SystemDatabases:
+    """Read-only look at the target system's databases, to see commits rather than poll the APIs."""
+
+    def __init__(self, postgres: str, prefix: str) -> None:
+        self._urls = {
+            name: database_url(postgres, prefix + name).replace("postgresql+asyncpg://", "postgresql://")
+            for name in ("orders", "delivery")
+        }
+        self._connections: dict[str, Any] = {}
+
+    async def open(self) -> None:
+        for name, url in self._urls.items():
+            self._connections[name] = await asyncpg.connect(url)
+
+    async def close(self) -> None:
+        for connection in self._connections.values():
+            await connection.close()
+
+    async def deliveries_in(self, ids: list[uuid.UUID], statuses: tuple[str, ...]) -> int:
+        count: int = await self._connections["delivery"].fetchval(
+            "SELECT count(*) FROM deliveries WHERE id = ANY($1::uuid[]) AND status = ANY($2::text[])",
+            ids,
+            list(statuses),
+        )
+        return count
+
+    async def lags(self, ids: list[uuid.UUID]) -> tuple[list[float], list[float]]:
+        """Per order, seconds from the order's commit to its delivery's, for created and for paid."""
+        orders = {
+            row["id"]: row
+            for row in await self._connections["orders"].fetch(
+                "SELECT id, created_at, paid_at FROM orders WHERE id = ANY($1::uuid[])", ids
+            )
+        }
+        created: list[float] = []
+        activated: list[float] = []
+        for row in await self._connections["delivery"].fetch(
+            "SELECT id, created_at, activated_at FROM deliveries WHERE id = ANY($1::uuid[])", ids
+        ):
+            order = orders.get(row["id"])
+            if order is None:
+                continue
+            created.append((row["created_at"] - order["created_at"]).total_seconds())
+            if row["activated_at"] is not None and order["paid_at"] is not None:
+                activated.append((row["activated_at"] - order["paid_at"]).total_seconds())
+        return created, activated
+
+
+async def wait_for_deliveries(
+    databases: SystemDatabases,
+    ids: list[uuid.UUID],
+    statuses: tuple[str, ...],
+    wait_seconds: float,
+    progress: Progress,
+) -> float:
+    """Wait until every id has a delivery in one of `statuses`; the monotonic time it was seen."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        seen = await databases.deliveries_in(ids, statuses)
+        progress.update(f"{seen}/{len(ids)} deliveries {'/'.join(statuses)}")
+        if seen >= len(ids):
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"only {seen} of {len(ids)} deliveries reached {statuses} in {wait_seconds:.0f}s"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def end_to_end(
+    options: BenchOptions,
+    customer: str,
+    databases: SystemDatabases,
+    progress: Progress,
+    *,
+    orders: int,
+    rate: float | None,
+) -> Json:
+    """Place and pay orders over HTTP (as fast as possible, or paced), then wait for activation."""
+    label = f"paced at {rate:g} orders/s" if rate else f"{orders} orders, {options.connections} connections"
+    progress.phase(f"end to end: placed, paid, activated ({label})")
+    outcome = HttpOutcome()
+    paid: list[uuid.UUID] = []
+    headers = {"Authorization": f"Bearer {customer}"}
+    gate = asyncio.Semaphore(options.connections)
+    async with HttpLoad(options.orders_url, options.connections) as client:
+        place = client.prepare("POST", "/api/orders", headers=headers, json_body=order_body())
+
+        async def one() -> None:
+            async with gate:
+                answer = await timed(outcome, client.send(place), 201)
+                if answer is None:
+                    return
+                order_id = answer.json()["id"]
+                pay = client.prepare("POST", f"/api/orders/{order_id}/pay", headers=headers)
+                if await timed(outcome, client.send(pay), 200):
+                    paid.append(uuid.UUID(order_id))
+
+        started = time.monotonic()
+        reporter = asyncio.create_task(keep_reporting(progress, lambda: f"{len(paid)}/{orders} paid"))
+        if rate:
+            tasks = []
+            for index in range(orders):
+                await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+                tasks.append(asyncio.create_task(one()))
+            await asyncio.gather(*tasks)
+        else:
+            await asyncio.gather(*(one() for _ in range(orders)))
+        placed_seconds = time.monotonic() - started
+        reporter.cancel()
+    activated_at = await wait_for_deliveries(databases, paid, ("activated",), options.timeout, progress)
+    seconds = activated_at - started
+    created_lags, activation_lags = await databases.lags(paid)
+    return {
+        "orders": orders,
+        "offered_per_s": rate,
+        "placed_and_paid_seconds": round(placed_seconds, 2),
+        "seconds": round(seconds, 2),
+        "orders_per_s": round(len(paid) / seconds, 1),
+        "http_errors": outcome.errors,
+        "error_kinds": outcome.error_kinds,
+        "created_lag_p50_ms": round(percentile(created_lags, 0.5) * 1000, 1),
+        "created_lag_p99_ms": round(percentile(created_lags, 0.99) * 1000, 1),
+        "activation_lag_p50_ms": round(percentile(activation_lags, 0.5) * 1000, 1),
+        "activation_lag_p99_ms": round(percentile(activation_lags, 0.99) * 1000, 1),
+    }
