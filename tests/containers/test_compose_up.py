@@ -1,4 +1,4 @@
-"""`docker-compose up` of the real compose.yaml and Dockerfiles on a real engine, driven through the
+"""`docker-compose up` of the real compose.yaml and Dockerfile on a real engine, driven through the
 gateway as users and operators would: the story, replicas, a killed replica, restarts of the broker
 and the database, a stop and a start. Run by `make test-containers`, in this order."""
 
