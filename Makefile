@@ -53,7 +53,7 @@ test: system-packages lint typecheck architecture pytest pytest-rabbitmq4
 system-packages:
 	@bash scripts/system-packages.sh test
 
-# compose.yaml and the Dockerfiles on a real Docker engine (deploy/testing/stand-ins.sh starts one
+# compose.yaml and the Dockerfile on a real Docker engine (deploy/testing/stand-ins.sh starts one
 # when none answers, and makes the third-party images from Debian's packages where no registry is
 # reached): up, the story through the gateway, replicas, restarts, a stop and a start.
 test-containers: install

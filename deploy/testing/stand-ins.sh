@@ -6,7 +6,7 @@
 #                                           (dockerd beside nothing else) when none does
 #   deploy/testing/stand-ins.sh stop-engine stops the engine `engine` started, if it started one
 #   deploy/testing/stand-ins.sh images      builds the stand-ins of the third-party images that the
-#                                           Dockerfiles and compose.yaml name, under those names
+#                                           Dockerfile and compose.yaml name, under those names
 #
 # Each stand-in is made from Debian's packages: debootstrap into a root file system, `docker
 # import`, then the recipe under deploy/testing/stand-ins/NAME, which gives it the official image's

@@ -1,4 +1,4 @@
-"""`docker-compose up` of the real compose.yaml and Dockerfiles on a real engine, driven through the
+"""`docker-compose up` of the real compose.yaml and Dockerfile on a real engine, driven through the
 gateway as users and operators would: the story, replicas, a killed replica, restarts of the broker
 and the database, a stop and a start. Run by `make test-containers`, in this order."""
 
@@ -34,6 +34,10 @@ def test_every_part_is_healthy_runs_unprivileged_and_only_the_gateway_listens(pr
     assert project.healthy(*LONG_RUNNING)
     for service in SERVICES:
         assert project.exec(service, "id", "-u").strip() == "10001", service
+        # The image's shell has exec'd uvicorn (`python …/uvicorn`): PID 1, which SIGTERM reaches.
+        pid_one = project.exec(service, "cat", "/proc/1/cmdline").split("\0")
+        assert pid_one[1].endswith("/uvicorn"), f"{service}'s PID 1 is {pid_one}"
+        assert f"deliveryhub_{service}.app:create_app" in pid_one, f"{service}'s PID 1 is {pid_one}"
     published: dict[tuple[str, str], set[str]] = {}
     for service in LONG_RUNNING:
         for container in project.containers(service):

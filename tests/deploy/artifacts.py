@@ -1,4 +1,4 @@
-"""The deployment files read as their tools read them: Dockerfiles, .dockerignore, compose, nginx, k8s."""
+"""The deployment files read as their tools read them: the Dockerfile, .dockerignore, compose, nginx, k8s."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import shlex
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,6 +29,8 @@ from deliveryhub_web.settings import WebSettings
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPOSITORY / "compose.yaml"
+# The one Dockerfile of the three services' images, each built with its service's arguments.
+DOCKERFILE = REPOSITORY / "Dockerfile"
 # The development override: the console in development mode, with the demo accounts.
 COMPOSE_DEMO_FILE = REPOSITORY / "compose.demo.yaml"
 DOCKERIGNORE = REPOSITORY / ".dockerignore"
@@ -45,7 +47,7 @@ Json = dict[str, Any]
 
 @dataclass(frozen=True)
 class ServiceCode:
-    """One service of the workspace: its package, its settings and its image."""
+    """One service of the workspace: its package and its settings."""
 
     name: str
     settings: type[ServiceSettings]
@@ -57,10 +59,6 @@ class ServiceCode:
     @property
     def distribution(self) -> str:
         return f"deliveryhub-{self.name}"
-
-    @property
-    def dockerfile(self) -> Path:
-        return REPOSITORY / "services" / self.name / "Dockerfile"
 
 
 # Variables read by libraries rather than the settings: uvicorn (whose X-Forwarded-For to trust)
@@ -151,8 +149,37 @@ class Stage:
         return workdir
 
 
+# A CMD or HEALTHCHECK through a shell, `sh -c SCRIPT`, whose SCRIPT stays one program's command
+# line: no operator, no command substitution.
+SHELL = ["sh", "-c"]
+_SHELL_OPERATOR = re.compile(r"[();<>|&]+")
+_SUBSTITUTION = ("$(", "`")
+
+
+def shell_words(script: str, environment: dict[str, str]) -> list[str]:
+    """The words of a one-command shell script as sh reads them with `environment`: quotes removed,
+    variables filled in; an unset variable fails."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    operators = [token for token in lexer if _SHELL_OPERATOR.fullmatch(token)]
+    assert not operators, f"more than one command line for sh: {script}"
+    assert not any(mark in script for mark in _SUBSTITUTION), f"a command substitution for sh: {script}"
+    read = subprocess.run(
+        ["/bin/sh", "-c", 'set -u; eval "set -- $1"; printf "%s\\0" "$@"', "sh", script],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
+    assert read.returncode == 0, f"sh cannot read {script}: {read.stderr}"
+    return read.stdout.split("\0")[:-1]
+
+
 @dataclass
 class Dockerfile:
+    """A Dockerfile as one build of it sees it (its build arguments filled in)."""
+
     path: Path
     stages: list[Stage]
 
@@ -160,18 +187,44 @@ class Dockerfile:
     def final(self) -> Stage:
         return self.stages[-1]
 
+    def runs(self, keyword: str) -> list[str]:
+        """What the container runs for its CMD or HEALTHCHECK: the exec form, or the program that a
+        shell in front of it execs, as that shell reads it with the image's environment."""
+        instruction = self.final.last(keyword)
+        command = instruction.exec_form()
+        if command[:2] != SHELL:
+            return command
+        assert len(command) == 3, f"line {instruction.line}: sh -c takes one script here: {command}"
+        words = shell_words(command[2], self.final.environment())
+        # A shell that stayed would be PID 1, and SIGTERM would stop at it.
+        assert words[:1] == ["exec"], f"line {instruction.line}: the shell does not exec its program"
+        return words[1:]
+
+    @property
+    def command(self) -> list[str]:
+        return self.runs("CMD")
+
+    @property
+    def healthcheck(self) -> list[str]:
+        return self.runs("HEALTHCHECK")
+
     @property
     def port(self) -> int:
-        """The port the server listens on, from the CMD."""
-        command = self.final.last("CMD").exec_form()
+        """The port the server listens on, from the command."""
+        command = self.command
         return int(command[command.index("--port") + 1])
 
 
 _FLAG = re.compile(r"--([a-z-]+)=(\S+)\s+")
+_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+# What runs in the container, after the build: Docker fills no build argument in there.
+RUNTIME_KEYWORDS = {"CMD", "ENTRYPOINT", "HEALTHCHECK"}
 
 
-def parse_dockerfile(path: Path) -> Dockerfile:
-    """The stages and instructions of a Dockerfile, continuation lines joined, comments dropped."""
+@functools.cache
+def _logical_lines(path: Path) -> tuple[tuple[int, str], ...]:
+    """A Dockerfile's instructions with their first line's number, continuation lines joined,
+    comments dropped."""
     logical: list[tuple[int, str]] = []
     pending: list[str] = []
     start = 0
@@ -190,29 +243,80 @@ def parse_dockerfile(path: Path) -> Dockerfile:
         logical.append((start, " ".join(part for part in pending if part)))
         pending = []
     assert not pending, f"{path} ends in a continuation"
+    return tuple(logical)
 
-    arguments: dict[str, str] = {}
+
+def _fill_in(text: str, values: dict[str, str]) -> str:
+    """`text` with the build arguments in scope replaced; any other variable left as it is."""
+    return _VARIABLE.sub(lambda match: values.get(match.group(1) or match.group(2), match.group(0)), text)
+
+
+def parse_dockerfile(path: Path, arguments: Mapping[str, str]) -> Dockerfile:
+    """The stages and instructions of a Dockerfile as a build with these build arguments sees them:
+    each ARG in scope filled in where Docker (or a RUN's shell) fills it in, none in what runs later."""
+    given = dict(arguments)
+    before_first_stage: dict[str, str] = {}
+    in_stage: dict[str, str] = {}
+    declared: set[str] = set()
     stages: list[Stage] = []
-    for number, text in logical:
+    for number, text in _logical_lines(path):
         keyword, _, rest = text.partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG":
+            name, has_default, default = rest.partition("=")
+            declared.add(name)
+            value = given.get(name, default if has_default else before_first_stage.get(name))
+            assert value is not None, f"{path}:{number}: the build gives ARG {name} no value"
+            (in_stage if stages else before_first_stage)[name] = value
+            continue
+        if keyword == "FROM":
+            base, _, name = _fill_in(rest, before_first_stage).partition(" AS ")
+            stages.append(Stage(base=base.strip(), name=name.strip() or None))
+            in_stage = {}
+            continue
+        assert stages, f"{path}:{number}: {keyword} before FROM"
+        if keyword not in RUNTIME_KEYWORDS:
+            rest = _fill_in(rest, in_stage)
         flags: dict[str, str] = {}
         while match := _FLAG.match(rest):
             flags[match.group(1)] = match.group(2)
             rest = rest[match.end() :]
-        if keyword == "ARG" and not stages:
-            name, _, default = rest.partition("=")
-            arguments[name] = default
-            continue
-        if keyword == "FROM":
-            base, _, name = rest.partition(" AS ")
-            for argument, value in arguments.items():
-                base = base.replace("${" + argument + "}", value).replace("$" + argument, value)
-            stages.append(Stage(base=base.strip(), name=name.strip() or None))
-            continue
-        assert stages, f"{path}:{number}: {keyword} before FROM"
         stages[-1].instructions.append(Instruction(keyword, flags, rest.strip(), number))
+    unknown = set(given) - declared
+    assert not unknown, f"the build passes {sorted(unknown)}, which {path} does not declare"
     return Dockerfile(path, stages)
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    """How compose.yaml builds one service's image: the file, the context, the arguments, the tag."""
+
+    image: str
+    context: Path
+    dockerfile: Path
+    arguments: dict[str, str]
+
+
+def image_builds() -> dict[str, ImageBuild]:
+    """compose.yaml's build of each service's image, by service."""
+    builds: dict[str, ImageBuild] = {}
+    for service in raw_compose()["services"].values():
+        code = code_of(service)
+        if code is None or "build" not in service:
+            continue
+        build = service["build"]
+        context = REPOSITORY / build["context"]
+        arguments = {str(name): str(value) for name, value in build.get("args", {}).items()}
+        dockerfile = context / build["dockerfile"]
+        builds[code.name] = ImageBuild(str(service["image"]), context, dockerfile, arguments)
+    return builds
+
+
+@functools.cache
+def image_of(code: ServiceCode) -> Dockerfile:
+    """The service's image as compose.yaml builds it: the Dockerfile read with that build's arguments."""
+    build = image_builds()[code.name]
+    return parse_dockerfile(build.dockerfile, build.arguments)
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -456,7 +560,7 @@ def runs_as(service: Json) -> str:
         return str(service["user"])
     code = code_of(service)
     if code is not None:
-        return parse_dockerfile(code.dockerfile).final.last("USER").arguments
+        return image_of(code).final.last("USER").arguments
     image = str(service["image"])
     assert image in SERVER_IMAGE_USERS, f"which user does {image} run as? Add it to SERVER_IMAGE_USERS"
     return SERVER_IMAGE_USERS[image]
@@ -494,7 +598,7 @@ def command_of(service: Json) -> list[str]:
         return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
     code = code_of(service)
     assert code is not None, "a service without a command of its own must be built here"
-    return parse_dockerfile(code.dockerfile).final.last("CMD").exec_form()
+    return image_of(code).command
 
 
 def healthcheck_of(service: Json) -> list[str] | None:
@@ -510,7 +614,7 @@ def healthcheck_of(service: Json) -> list[str] | None:
     code = code_of(service)
     if code is None:
         return None
-    return parse_dockerfile(code.dockerfile).final.last("HEALTHCHECK").exec_form()
+    return image_of(code).healthcheck
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from deliveryhub_web.settings import WebSettings
 from .artifacts import (
     COMPOSE_DEMO_FILE,
     COMPOSE_FILE,
+    DOCKERFILE,
     OWNER_ARGUMENT,
     POSTGRES_INIT,
     POSTGRES_INIT_RUNNER,
@@ -47,13 +48,13 @@ from .artifacts import (
     environment_names,
     fixed_addresses,
     healthcheck_of,
+    image_of,
     is_one_shot,
     keys_job_name,
     keys_job_of,
     kubernetes_documents,
     kubernetes_manifests,
     named_mounts,
-    parse_dockerfile,
     published_ports,
     raw_compose,
     reader_of,
@@ -104,7 +105,8 @@ def test_each_image_is_built_once_and_before_any_service_runs_it(compose_service
             code = code_of(service)
             assert code is not None, f"{name} builds an image of no service"
             assert Path(service["build"]["context"]) == REPOSITORY
-            assert (REPOSITORY / service["build"]["dockerfile"]).resolve() == code.dockerfile
+            assert (REPOSITORY / service["build"]["dockerfile"]).resolve() == DOCKERFILE
+            assert service["build"]["args"]["SERVICE"] == code.name, f"{name} builds another service's image"
             assert service["image"] not in builders, (
                 f"{name} and {builders[service['image']]} build one image"
             )
@@ -678,7 +680,7 @@ def test_the_console_calls_the_apis_at_their_container_ports(compose_services: d
     for variable, target in (("ORDERS_URL", "orders"), ("DELIVERY_URL", "delivery")):
         url = urlsplit(environment[variable])
         assert url.hostname == target
-        assert url.port == parse_dockerfile(SERVICES[target].dockerfile).port
+        assert url.port == image_of(SERVICES[target]).port
 
 
 def demo_accounts_on(environment: dict[str, Any]) -> bool:

@@ -31,9 +31,9 @@ from .artifacts import (
     SERVICES,
     Json,
     gateway_locations,
+    image_of,
     local_gateway_config,
     operator_paths,
-    parse_dockerfile,
     route,
 )
 
@@ -49,7 +49,7 @@ def upstream_of(path: str) -> str | None:
 
 
 def address_of(service: str) -> str:
-    return f"{service}:{parse_dockerfile(SERVICES[service].dockerfile).port}"
+    return f"{service}:{image_of(SERVICES[service]).port}"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The Dockerfiles: linted, copying only what exists and what their service needs, and their build replayed.
+"""The Dockerfile, as each service's image builds it: linted, copying only what exists and what the
+service needs, running its server unprivileged as PID 1, and its build replayed.
 
 There is no Docker engine here, so the build is replayed on this machine: the build stage's COPY
 instructions (through the .dockerignore rules) into a scratch folder, its `uv sync` lines as
@@ -17,6 +18,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from .artifacts import (
+    DOCKERFILE,
     DOCKERIGNORE,
     REPOSITORY,
     SERVICES,
@@ -26,8 +28,8 @@ from .artifacts import (
     ServiceCode,
     Stage,
     context_files,
+    image_of,
     member_closure,
-    parse_dockerfile,
     workspace_members,
 )
 
@@ -55,9 +57,12 @@ def uv_syncs(stage: Stage) -> list[Instruction]:
 
 
 def test_hadolint_finds_nothing() -> None:
-    dockerfiles = [str(code.dockerfile) for code in CODES]
     result = subprocess.run(
-        [str(HADOLINT), "--no-color", *dockerfiles], capture_output=True, text=True, check=False, timeout=60
+        [str(HADOLINT), "--no-color", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert not result.stdout.strip(), result.stdout
@@ -90,7 +95,7 @@ def test_the_dockerignore_keeps_local_things_out_and_the_sources_in() -> None:
 
 @pytest.mark.parametrize("code", CODES, ids=code_id)
 def test_the_image_copies_only_its_members_and_paths_that_exist(code: ServiceCode) -> None:
-    dockerfile = parse_dockerfile(code.dockerfile)
+    dockerfile = image_of(code)
     ignore = DockerIgnore.read(DOCKERIGNORE)
     copied: set[Path] = set()
     for stage in dockerfile.stages:
@@ -112,7 +117,7 @@ def test_the_image_copies_only_its_members_and_paths_that_exist(code: ServiceCod
 
 @pytest.mark.parametrize("code", CODES, ids=code_id)
 def test_dependencies_install_from_the_lock_in_a_layer_before_the_code(code: ServiceCode) -> None:
-    build = parse_dockerfile(code.dockerfile).stages[0]
+    build = image_of(code).stages[0]
     first, second = uv_syncs(build)
     for sync in (first, second):
         flags = shlex.split(sync.arguments)
@@ -132,7 +137,7 @@ def test_dependencies_install_from_the_lock_in_a_layer_before_the_code(code: Ser
 
 @pytest.mark.parametrize("code", CODES, ids=code_id)
 def test_the_image_runs_unprivileged_checks_its_health_and_stops_gracefully(code: ServiceCode) -> None:
-    dockerfile = parse_dockerfile(code.dockerfile)
+    dockerfile = image_of(code)
     final = dockerfile.final
     user = final.last("USER").arguments.split(":")[0]
     assert user.isdigit(), "the image's user must be numeric, so that a cluster can check it is not root"
@@ -142,11 +147,12 @@ def test_the_image_runs_unprivileged_checks_its_health_and_stops_gracefully(code
     assert environment.get("PYTHONUNBUFFERED") == "1"
     assert final.last("STOPSIGNAL").arguments == "SIGTERM"
 
-    command = final.last("CMD").exec_form()
+    # What the container runs (through a shell that execs it: see Dockerfile.runs).
+    command = dockerfile.command
     assert command[:3] == ["uvicorn", "--factory", f"{code.package}.app:create_app"]
     assert "--timeout-graceful-shutdown" in command
     assert final.last("EXPOSE").arguments == str(dockerfile.port)
-    check = final.last("HEALTHCHECK").exec_form()
+    check = dockerfile.healthcheck
     assert check[:2] == ["python", "-c"]
     assert f"http://127.0.0.1:{dockerfile.port}/health/live" in check[2]
     assert final.base == dockerfile.stages[0].base, "the venv is built on the Python it runs on"
@@ -209,7 +215,7 @@ def replay_build(dockerfile: Dockerfile, root: Path) -> Path:
 def test_the_replayed_build_holds_only_its_members_and_its_commands_start(
     code: ServiceCode, tmp_path: Path
 ) -> None:
-    dockerfile = parse_dockerfile(code.dockerfile)
+    dockerfile = image_of(code)
     venv = replay_build(dockerfile, tmp_path / "image")
     python = venv / "bin" / "python"
     run_in = tmp_path / "run"
@@ -236,7 +242,7 @@ def test_the_replayed_build_holds_only_its_members_and_its_commands_start(
     assert "pytest" not in listed.stdout.split(), "development dependencies reached the image"
 
     # The CMD's factory builds the app (nothing connects before it starts), templates and all.
-    module, factory = dockerfile.final.last("CMD").exec_form()[2].split(":")
+    module, factory = dockerfile.command[2].split(":")
     started = run("-c", f"import {module} as m; app = m.{factory}(); print(len(app.routes))")
     assert started.returncode == 0, started.stderr
     assert int(started.stdout) > 3

@@ -35,10 +35,10 @@ from .artifacts import (
     command_of,
     environment_names,
     gateway_locations,
+    image_of,
     kubernetes_documents,
     kubernetes_manifests,
     operator_paths,
-    parse_dockerfile,
     public_paths,
     route,
     unread_variables,
@@ -174,7 +174,7 @@ def test_the_kustomizations_name_every_manifest_but_the_secrets_example() -> Non
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_each_deployment_serves_probes_and_is_bounded_like_its_image(service: str) -> None:
-    dockerfile = parse_dockerfile(SERVICES[service].dockerfile)
+    dockerfile = image_of(SERVICES[service])
     deployment = one("Deployment", service)
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
@@ -212,7 +212,7 @@ def test_each_deployment_serves_probes_and_is_bounded_like_its_image(service: st
 def test_termination_leaves_time_for_the_graceful_shutdown(
     service: str, compose_services: dict[str, Json]
 ) -> None:
-    command = parse_dockerfile(SERVICES[service].dockerfile).final.last("CMD").exec_form()
+    command = image_of(SERVICES[service]).command
     graceful = int(command[command.index("--timeout-graceful-shutdown") + 1])
     deployment = one("Deployment", service)
     pre_stop = container_of(deployment)["lifecycle"]["preStop"]["exec"]["command"]
@@ -269,7 +269,7 @@ def ingress_route(request_path: str) -> str | None:
     (rule,) = ingress["spec"]["rules"]
     paths: list[dict[str, Any]] = rule["http"]["paths"]
     assert "defaultBackend" not in ingress["spec"], "a default backend would take every other path"
-    ports = {name: parse_dockerfile(code.dockerfile).port for name, code in SERVICES.items()}
+    ports = {name: image_of(code).port for name, code in SERVICES.items()}
 
     def matches(entry: dict[str, Any]) -> bool:
         path = str(entry["path"])
@@ -298,7 +298,7 @@ def test_the_ingress_routes_like_the_gateway() -> None:
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_the_ingress_passes_each_services_routes_and_none_of_its_operators_paths(service: str) -> None:
     code = SERVICES[service]
-    address = f"{service}:{parse_dockerfile(code.dockerfile).port}"
+    address = f"{service}:{image_of(code).port}"
     for path in public_paths(code):
         concrete = re.sub(r"\{\w+\}", SAMPLE_ID, path)
         assert ingress_route(concrete) == address, path
@@ -521,7 +521,7 @@ def test_the_apis_take_traffic_only_from_the_ingress_controller_and_the_console(
     web = pod_of(production, "Deployment", "web")
     for name in ("orders", "delivery"):
         api = pod_of(production, "Deployment", name)
-        port = parse_dockerfile(SERVICES[name].dockerfile).port
+        port = image_of(SERVICES[name]).port
         assert allowed(production, "Ingress", api, controller, port), name
         assert allowed(production, "Ingress", api, web, port), f"the console cannot call {name}"
         other_api = pod_of(production, "Deployment", "delivery" if name == "orders" else "orders")
@@ -531,7 +531,7 @@ def test_the_apis_take_traffic_only_from_the_ingress_controller_and_the_console(
             )
         assert not allowed(production, "Ingress", api, controller, port + 1000), f"{name} opens other ports"
 
-    port = parse_dockerfile(SERVICES["web"].dockerfile).port
+    port = image_of(SERVICES["web"]).port
     assert allowed(production, "Ingress", web, controller, port)
     for refused in (pod_of(production, "Deployment", "orders"), stranger, Peer(address=OUTSIDE)):
         assert not allowed(production, "Ingress", web, refused, port), (
@@ -575,7 +575,7 @@ def test_each_workload_reaches_only_what_it_needs(production: list[Json]) -> Non
         (outside, broker),
         (outside, management),
         (outside, 443),
-        (web, parse_dockerfile(SERVICES["web"].dockerfile).port),
+        (web, image_of(SERVICES["web"]).port),
         *((api, port) for api, port in api_ports.items()),
     }
     for name, pod in workloads.items():

@@ -73,10 +73,10 @@ from .artifacts import (
     command_of,
     fixed_addresses,
     healthcheck_of,
+    image_of,
     is_one_shot,
     local_gateway_config,
     named_mounts,
-    parse_dockerfile,
     settings_from,
     this_user,
 )
@@ -98,7 +98,7 @@ def container_port(service: Json) -> int | None:
     """The port the service's container listens on."""
     code = code_of(service)
     if code is not None:
-        return parse_dockerfile(code.dockerfile).port
+        return image_of(code).port
     targets = [int(port["target"]) for port in service.get("ports", [])]
     return targets[0] if targets else None
 

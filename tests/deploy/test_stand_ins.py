@@ -1,5 +1,5 @@
 """The container test's stand-ins carry exactly the names of the third-party images that compose.yaml
-(without its optional profiles) and the Dockerfiles start from, so that both run unchanged on them."""
+(without its optional profiles) and the services' images start from, so that both run unchanged on them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 from tests.support.containers import STAND_IN_IMAGES, STAND_INS
 
-from .artifacts import IMAGE_PREFIX, REPOSITORY, raw_compose
+from .artifacts import IMAGE_PREFIX, SERVICES, image_of, raw_compose
 
 
 def stand_ins_built() -> set[str]:
@@ -19,8 +19,7 @@ def stand_ins_built() -> set[str]:
 def third_party_images() -> set[str]:
     services = raw_compose()["services"].values()
     named = {service["image"] for service in services if "image" in service and "profiles" not in service}
-    for dockerfile in REPOSITORY.glob("services/*/Dockerfile"):
-        named |= set(re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile.read_text(), re.MULTILINE))
+    named |= {stage.base for code in SERVICES.values() for stage in image_of(code).stages}
     return {image for image in named if not image.startswith(IMAGE_PREFIX)}
 
 

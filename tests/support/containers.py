@@ -18,6 +18,7 @@ import httpx
 from deliveryhub_cli.tokens import AUDIENCE, ISSUER
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.tokens import TokenIssuer
+from tests.deploy.artifacts import image_builds
 from tests.support.waiting import eventually
 
 T = TypeVar("T")
@@ -28,7 +29,7 @@ SERVICES = ("orders", "delivery", "web")
 # The long-running parts of compose.yaml (the rest are one-shot jobs).
 LONG_RUNNING = ("postgres", "rabbitmq", *SERVICES, "gateway")
 JOBS = ("keys", "orders-migrate", "delivery-migrate", "web-migrate", "broker-access")
-# The third-party images compose.yaml and the Dockerfiles name (stand-ins here, built from Debian).
+# The third-party images compose.yaml and the Dockerfile name (stand-ins here, built from Debian).
 STAND_IN_IMAGES = (
     "python:3.11-slim-bookworm",
     "postgres:16-alpine",
@@ -84,16 +85,19 @@ def stop_engine() -> None:
 
 
 def build_images(engine: Engine, timings: Timings) -> None:
-    """The stand-ins of the third-party images, then each service's image from its real Dockerfile
-    (on the host's network: the build installs from the package index)."""
+    """The stand-ins of the third-party images, then each service's image from the real Dockerfile as
+    compose.yaml builds it, on the host's network (the build installs from the package index)."""
     started = time.monotonic()
     run("bash", str(STAND_INS), "images", env=engine.env, timeout=1800)
     timings.took("stand-in images", started)
+    builds = image_builds()
     for service in SERVICES:
+        build = builds[service]
+        arguments = [f"--build-arg={name}={value}" for name, value in build.arguments.items()]
         started = time.monotonic()
         engine.docker(
-            "build", "--network", "host", "--quiet", "-f", f"services/{service}/Dockerfile",
-            "-t", f"deliveryhub/{service}:local", ".", timeout=1800,
+            "build", "--network", "host", "--quiet", "-f", str(build.dockerfile), *arguments,
+            "-t", build.image, str(build.context), timeout=1800,
         )  # fmt: skip
         timings.took(f"build {service}", started)
 

@@ -1,6 +1,8 @@
-# The orders service's image. Build from the repository root:
-#   docker build -f services/orders/Dockerfile .
-# Only the workspace members the orders service needs go in: contracts, kit, orders.
+# The image of one service; the three are built from this one file. Build from the repository root
+# with the service's name and port (compose.yaml's build sections pass them):
+#   docker build --build-arg SERVICE=orders --build-arg PORT=8001 -t deliveryhub/orders:local .
+# Only the workspace members the service needs go in: contracts, kit and services/SERVICE, whose
+# distribution is deliveryhub-SERVICE and whose app factory is deliveryhub_SERVICE.app:create_app.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -15,12 +17,14 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY packages/contracts/pyproject.toml packages/contracts/
 COPY packages/kit/pyproject.toml packages/kit/
-COPY services/orders/pyproject.toml services/orders/
-RUN uv sync --frozen --no-dev --no-install-workspace --package deliveryhub-orders
+# Declared after the layers the three images share, so that those stay cached across them.
+ARG SERVICE
+COPY services/${SERVICE}/pyproject.toml services/${SERVICE}/
+RUN uv sync --frozen --no-dev --no-install-workspace --package "deliveryhub-${SERVICE}"
 COPY packages/contracts/src packages/contracts/src
 COPY packages/kit/src packages/kit/src
-COPY services/orders/src services/orders/src
-RUN uv sync --frozen --no-dev --no-editable --package deliveryhub-orders
+COPY services/${SERVICE}/src services/${SERVICE}/src
+RUN uv sync --frozen --no-dev --no-editable --package "deliveryhub-${SERVICE}"
 
 FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -33,12 +37,18 @@ RUN groupadd --system --gid 10001 deliveryhub \
     && install -d -o deliveryhub -g deliveryhub -m 0755 /var/lib/deliveryhub/public-keys
 COPY --from=build /app/.venv /app/.venv
 WORKDIR /app
+# Build arguments end with the build: the health check and the command read these instead, each
+# through a shell that fills them in and then execs the program (uvicorn is PID 1, SIGTERM reaches it).
+ARG SERVICE
+ARG PORT
+ENV DELIVERYHUB_SERVICE=${SERVICE} \
+    DELIVERYHUB_PORT=${PORT}
 USER 10001:10001
-EXPOSE 8001
+EXPOSE ${PORT}
 # Slim images have no curl; the standard library asks instead.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8001/health/live', timeout=2)"]
+    CMD ["sh", "-c", "exec python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:${DELIVERYHUB_PORT}/health/live', timeout=2)\""]
 # uvicorn stops on SIGTERM: it closes the listener, lets requests and messages in flight finish
 # (up to the graceful timeout), then the lifespan stops the consumers and the outbox relay.
 STOPSIGNAL SIGTERM
-CMD ["uvicorn", "--factory", "deliveryhub_orders.app:create_app", "--host", "0.0.0.0", "--port", "8001", "--timeout-graceful-shutdown", "20", "--no-server-header"]
+CMD ["sh", "-c", "exec uvicorn --factory deliveryhub_${DELIVERYHUB_SERVICE}.app:create_app --host 0.0.0.0 --port ${DELIVERYHUB_PORT} --timeout-graceful-shutdown 20 --no-server-header"]
