@@ -212,8 +212,8 @@ class TwoServices(RuleBasedStateMachine):
             "customer pays": lambda: self.orders.pay_order(CUSTOMER, order_id),
             "customer cancels": lambda: self.orders.cancel_order(CUSTOMER, order_id),
             "manager cancels the order": lambda: self.orders.cancel_order(MANAGER, order_id),
-            "manager appoints Laptev": lambda: self.delivery.appoint_courier(order_id, LAPTEV.id),
-            "manager appoints Zuev": lambda: self.delivery.appoint_courier(order_id, ZUEV.id),
+            "manager appoints Laptev": lambda: self.delivery.appoint_deliveryman(order_id, LAPTEV.id),
+            "manager appoints Zuev": lambda: self.delivery.appoint_deliveryman(order_id, ZUEV.id),
             "courier finishes": lambda: self.delivery.finish_delivery(
                 COURIERS[self.last_appointed or LAPTEV.id], order_id
             ),

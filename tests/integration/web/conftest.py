@@ -31,7 +31,7 @@ from deliveryhub_kit.settings import async_database_url
 from deliveryhub_kit.tokens import TokenIssuer, TokenVerifier
 from deliveryhub_web import runtime as web_runtime
 from deliveryhub_web.app import create_app
-from deliveryhub_web.clients import Api, Backends
+from deliveryhub_web.clients import Backends, DeliveryApi, OrdersApi
 from deliveryhub_web.cookies import SESSION_COOKIE, cookie_name
 from deliveryhub_web.models import User, WebSession
 from deliveryhub_web.repository import SqlAccountRepository
@@ -56,9 +56,9 @@ LAPTEV = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
 ZUEV = uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed")
 KUDZH = uuid.UUID("45309954-8e3c-4635-8066-b342f634252c")
 COURIERS = [
-    {"id": str(LAPTEV), "name": "Лаптев Иван Алексаендрович"},
-    {"id": str(ZUEV), "name": "Зуев Андрей Сергеевич"},
-    {"id": str(KUDZH), "name": "Кудж Станислав Алексеевич"},
+    {"id": str(LAPTEV), "name": "Лаптев Иван Алексаендрович", "open_deliveries": 0},
+    {"id": str(ZUEV), "name": "Зуев Андрей Сергеевич", "open_deliveries": 0},
+    {"id": str(KUDZH), "name": "Кудж Станислав Алексеевич", "open_deliveries": 0},
 ]
 
 
@@ -162,8 +162,8 @@ class InProcessBackends(Backends):
     ) -> None:
         # Any other address (one where nothing listens, say) is called over the network as usual.
         self._client = httpx.AsyncClient(mounts=dict(mounts), timeout=httpx.Timeout(5.0, connect=2.0))
-        self.orders = Api("orders", orders_url, self._client, issuer)
-        self.delivery = Api("delivery", delivery_url, self._client, issuer)
+        self.orders = OrdersApi(orders_url, self._client, issuer)
+        self.delivery = DeliveryApi(delivery_url, self._client, issuer)
 
 
 class _TextOf(HTMLParser):

@@ -149,7 +149,7 @@ class TestAppointCourier:
     ) -> None:
         delivery = stored(repository, DeliveryStatus.ACTIVATED)
 
-        appointed = await service.appoint_courier(delivery.id, LAPTEV.id)
+        appointed = await service.appoint_deliveryman(delivery.id, LAPTEV.id)
 
         assert appointed.deliveryman_id == LAPTEV.id
         assert events.emitted == [
@@ -170,7 +170,7 @@ class TestAppointCourier:
         nobody = uuid.uuid4()
 
         with pytest.raises(UnknownDeliveryman, match=str(nobody)):
-            await service.appoint_courier(delivery.id, nobody)
+            await service.appoint_deliveryman(delivery.id, nobody)
 
         assert delivery.deliveryman_id is None
         assert events.emitted == []
@@ -179,7 +179,7 @@ class TestAppointCourier:
         self, service: DeliveryService, events: RecordingEventSink
     ) -> None:
         with pytest.raises(DeliveryNotFound):
-            await service.appoint_courier(uuid.uuid4(), LAPTEV.id)
+            await service.appoint_deliveryman(uuid.uuid4(), LAPTEV.id)
 
         assert events.emitted == []
 
@@ -194,7 +194,7 @@ class TestAppointCourier:
         delivery = stored(repository, status)
 
         with pytest.raises(InvalidTransition):
-            await service.appoint_courier(delivery.id, LAPTEV.id)
+            await service.appoint_deliveryman(delivery.id, LAPTEV.id)
 
         assert events.emitted == []
         assert delivery.deliveryman_id is None
@@ -496,8 +496,8 @@ class TestOrderEvents:
         await service.on_order_created(OrderCreated.model_validate(snapshot(order_id, 1)))
         await service.on_order_paid(OrderPaid.model_validate({**snapshot(order_id, 2), "paid_at": NOW}))
 
-        await service.appoint_courier(order_id, LAPTEV.id)
-        await service.appoint_courier(order_id, ZUEV.id)
+        await service.appoint_deliveryman(order_id, LAPTEV.id)
+        await service.appoint_deliveryman(order_id, ZUEV.id)
         await service.finish_delivery(MANAGER, order_id)
 
         assert [getattr(payload, "version", None) for payload, _ in events.emitted] == [3, 4, 5]

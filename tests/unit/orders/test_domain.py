@@ -271,7 +271,7 @@ class TestShowCourier:
         order = order_in(status)
         version = order.version
 
-        assert domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 3, NOW) is True
+        assert domain.show_deliveryman(order, LAPTEV_ID, LAPTEV_NAME, 3, NOW) is True
 
         assert (order.deliveryman_id, order.deliveryman_name) == (LAPTEV_ID, LAPTEV_NAME)
         assert order.courier_version == 3
@@ -281,20 +281,20 @@ class TestShowCourier:
 
     def test_the_courier_already_shown_changes_nothing(self) -> None:
         order = order_in(OrderStatus.PAID)
-        domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 3, PLACED_AT)
+        domain.show_deliveryman(order, LAPTEV_ID, LAPTEV_NAME, 3, PLACED_AT)
         version = order.version
 
-        assert domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 3, NOW) is False
+        assert domain.show_deliveryman(order, LAPTEV_ID, LAPTEV_NAME, 3, NOW) is False
 
         assert order.version == version
         assert order.updated_at == PLACED_AT
 
     def test_a_later_appointment_replaces_the_courier_shown(self) -> None:
         order = order_in(OrderStatus.PAID)
-        domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 3, PLACED_AT)
+        domain.show_deliveryman(order, LAPTEV_ID, LAPTEV_NAME, 3, PLACED_AT)
         version = order.version
 
-        assert domain.show_courier(order, ZUEV_ID, ZUEV_NAME, 4, NOW) is True
+        assert domain.show_deliveryman(order, ZUEV_ID, ZUEV_NAME, 4, NOW) is True
 
         assert (order.deliveryman_id, order.deliveryman_name) == (ZUEV_ID, ZUEV_NAME)
         assert order.courier_version == 4
@@ -303,10 +303,10 @@ class TestShowCourier:
     def test_an_appointment_overtaken_by_a_later_one_changes_nothing(self) -> None:
         # The re-appointment (delivery version 4) arrived first; the first appointment (3) late.
         order = order_in(OrderStatus.PAID)
-        domain.show_courier(order, ZUEV_ID, ZUEV_NAME, 4, PLACED_AT)
+        domain.show_deliveryman(order, ZUEV_ID, ZUEV_NAME, 4, PLACED_AT)
         version = order.version
 
-        assert domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 3, NOW) is False
+        assert domain.show_deliveryman(order, LAPTEV_ID, LAPTEV_NAME, 3, NOW) is False
 
         assert (order.deliveryman_id, order.deliveryman_name) == (ZUEV_ID, ZUEV_NAME)
         assert order.courier_version == 4
@@ -321,7 +321,7 @@ EVERY_MOVE: dict[str, Move] = {
     "cancel": lambda order: domain.cancel(order, "canceled by the customer", NOW),
     "delivered": lambda order: domain.delivered(order, FINISHED_AT, NOW),
     "delivery_canceled": lambda order: domain.delivery_canceled(order, "no courier", NOW),
-    "show_courier": lambda order: domain.show_courier(order, LAPTEV_ID, LAPTEV_NAME, 2, NOW),
+    "show_deliveryman": lambda order: domain.show_deliveryman(order, LAPTEV_ID, LAPTEV_NAME, 2, NOW),
 }
 
 

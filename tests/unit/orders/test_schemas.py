@@ -122,7 +122,7 @@ def test_an_order_is_shown_with_its_total_and_courier() -> None:
         now=NOW,
     )
     domain.pay(order, NOW)
-    domain.show_courier(order, uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a"), "Лаптев Иван", 2, NOW)
+    domain.show_deliveryman(order, uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a"), "Лаптев Иван", 2, NOW)
 
     shown = OrderOut.of(order).to_document()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from typing import TypeVar
 
 import httpx
 import jwt
@@ -13,7 +14,16 @@ import pytest
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.keys import KeyPair
 from deliveryhub_kit.tokens import TokenIssuer, TokenVerifier
-from deliveryhub_web.clients import Api, ApiError, ServiceDown
+from deliveryhub_web.clients import (
+    Api,
+    ApiError,
+    DeliveryApi,
+    ListFilter,
+    ListRequest,
+    OrdersApi,
+    ServiceDown,
+)
+from deliveryhub_web.resources import Delivery, Deliveryman, NewItem, NewOrder
 
 ISSUER = "deliveryhub"
 AUDIENCE = "deliveryhub-api"
@@ -26,14 +36,26 @@ COURIER = Principal(subject=uuid.uuid4(), role=Role.COURIER, deliveryman_id=LAPT
 CUSTOMER = Principal(subject=uuid.uuid4(), role=Role.CUSTOMER)
 
 Handler = Callable[[httpx.Request], httpx.Response]
+ApiT = TypeVar("ApiT", bound=Api)
+
+DELIVERY = {
+    "id": str(DELIVERY_ID),
+    "address": "Москва",
+    "date": "2030-05-17T14:30:00Z",
+    "status": "activated",
+    "deliveryman": {"id": str(LAPTEV), "name": "Лаптев Иван Алексаендрович"},
+    "created_at": "2030-05-10T09:00:00Z",
+}
 
 
-def api_answering(handler: Handler, key_pair: KeyPair, name: str = "delivery") -> Api:
+def answering(api: type[ApiT], handler: Handler, key_pair: KeyPair) -> ApiT:
     """The console's client of one API, whose every request `handler` answers."""
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return Api(
-        name, BASE_URL + "/", client, TokenIssuer(key_pair.private_pem, issuer=ISSUER, audience=AUDIENCE)
-    )
+    return api(BASE_URL + "/", client, TokenIssuer(key_pair.private_pem, issuer=ISSUER, audience=AUDIENCE))
+
+
+def api_answering(handler: Handler, key_pair: KeyPair) -> DeliveryApi:
+    return answering(DeliveryApi, handler, key_pair)
 
 
 def answer(status: int, body: object = None, *, text: str | None = None) -> Handler:
@@ -54,7 +76,7 @@ def raising(error: Exception) -> Handler:
 
 async def refusal(handler: Handler, key_pair: KeyPair) -> ApiError:
     with pytest.raises(ApiError) as caught:
-        await api_answering(handler, key_pair).call(MANAGER, "POST", f"/api/delivery/{DELIVERY_ID}/cancel")
+        await api_answering(handler, key_pair).cancel_delivery(MANAGER, str(DELIVERY_ID))
     return caught.value
 
 
@@ -131,7 +153,7 @@ async def test_a_server_error_means_the_service_is_down(status: int, key_pair: K
     api = api_answering(answer(status, {"error": "unavailable", "detail": "the database is down"}), key_pair)
 
     with pytest.raises(ServiceDown) as caught:
-        await api.call(MANAGER, "GET", "/api/delivery/")
+        await api.list_deliveries(MANAGER, ListRequest())
 
     assert caught.value.service == "delivery"
     assert "delivery" in str(caught.value)
@@ -149,10 +171,10 @@ async def test_a_server_error_means_the_service_is_down(status: int, key_pair: K
     ids=lambda error: type(error).__name__,
 )
 async def test_no_answer_means_the_service_is_down(error: Exception, key_pair: KeyPair) -> None:
-    api = api_answering(raising(error), key_pair, name="orders")
+    api = answering(OrdersApi, raising(error), key_pair)
 
     with pytest.raises(ServiceDown) as caught:
-        await api.call(CUSTOMER, "GET", "/api/orders")
+        await api.list_orders(CUSTOMER, ListRequest())
 
     assert caught.value.service == "orders"
 
@@ -161,14 +183,42 @@ async def test_a_success_that_is_not_json_means_the_service_is_not_right(key_pai
     api = api_answering(answer(200, text="<html>a login page of some proxy</html>"), key_pair)
 
     with pytest.raises(ServiceDown):
-        await api.call(MANAGER, "GET", "/api/delivery/")
+        await api.get_delivery(MANAGER, str(DELIVERY_ID))
 
 
-async def test_a_success_returns_the_json_body(key_pair: KeyPair) -> None:
-    deliveries = [{"id": str(DELIVERY_ID), "address": "Москва", "status": "activated", "deliveryman": None}]
-    api = api_answering(answer(200, deliveries), key_pair)
+@pytest.mark.parametrize("body", [[DELIVERY], {"id": str(DELIVERY_ID)}, {**DELIVERY, "status": None}, None])
+async def test_a_success_of_another_shape_means_the_service_is_not_right(
+    body: object, key_pair: KeyPair
+) -> None:
+    with pytest.raises(ServiceDown):
+        await api_answering(answer(200, body), key_pair).get_delivery(MANAGER, str(DELIVERY_ID))
 
-    assert await api.call(MANAGER, "GET", "/api/delivery/") == deliveries
+
+async def test_a_success_returns_the_document_with_what_the_console_reads_of_it(key_pair: KeyPair) -> None:
+    api = api_answering(answer(200, DELIVERY), key_pair)
+
+    assert await api.get_delivery(MANAGER, str(DELIVERY_ID)) == Delivery(
+        id=str(DELIVERY_ID),
+        address="Москва",
+        date="2030-05-17T14:30:00Z",
+        status="activated",
+        deliveryman=Deliveryman(id=str(LAPTEV), name="Лаптев Иван Алексаендрович"),
+    )
+
+
+async def test_a_list_is_its_items_and_the_number_of_all_its_matches(key_pair: KeyPair) -> None:
+    def handle(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=[DELIVERY], headers={"X-Total-Count": "41"})
+
+    page = await api_answering(handle, key_pair).list_deliveries(MANAGER, ListRequest())
+
+    assert [delivery.id for delivery in page.items] == [str(DELIVERY_ID)]
+    assert page.total == 41
+
+
+async def test_a_list_without_its_total_means_the_service_is_not_right(key_pair: KeyPair) -> None:
+    with pytest.raises(ServiceDown):
+        await api_answering(answer(200, [DELIVERY]), key_pair).list_deliveries(MANAGER, ListRequest())
 
 
 @pytest.mark.parametrize(
@@ -181,9 +231,9 @@ async def test_the_request_names_the_signed_in_user_in_a_token_the_apis_accept(
 
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={})
+        return httpx.Response(200, json=DELIVERY)
 
-    await api_answering(handle, key_pair).call(principal, "GET", f"/api/delivery/{DELIVERY_ID}")
+    await api_answering(handle, key_pair).get_delivery(principal, str(DELIVERY_ID))
 
     [request] = seen
     scheme, _, token = request.headers["Authorization"].partition(" ")
@@ -199,31 +249,65 @@ async def test_the_token_lives_only_minutes(key_pair: KeyPair) -> None:
         seen.append(request)
         return httpx.Response(200, json=[])
 
-    await api_answering(handle, key_pair).call(MANAGER, "GET", "/api/deliverymen")
+    await api_answering(handle, key_pair).list_deliverymen(MANAGER)
 
     token = seen[0].headers["Authorization"].removeprefix("Bearer ")
     claims = jwt.decode(token, options={"verify_signature": False})
     assert 0 < claims["exp"] - claims["iat"] <= 5 * 60
 
 
-async def test_the_request_goes_to_the_path_with_its_body_query_and_headers(key_pair: KeyPair) -> None:
-    seen: list[httpx.Request] = []
-
+def recording(seen: list[httpx.Request]) -> Handler:
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
+        if request.method == "GET":
+            return httpx.Response(200, json=[], headers={"X-Total-Count": "0"})
         return httpx.Response(200, json={"id": str(DELIVERY_ID)})
 
-    await api_answering(handle, key_pair).call(
-        MANAGER,
-        "POST",
-        f"/api/delivery/{DELIVERY_ID}/appoint",
-        json={"deliveryman_id": str(LAPTEV)},
-        params={"status": None, "limit": 200},
-        headers={"Idempotency-Key": "key-1"},
-    )
+    return handle
+
+
+async def test_an_appointment_is_posted_to_the_delivery_naming_the_deliveryman(key_pair: KeyPair) -> None:
+    seen: list[httpx.Request] = []
+
+    await api_answering(recording(seen), key_pair).appoint(MANAGER, str(DELIVERY_ID), str(LAPTEV))
 
     [request] = seen
     assert request.method == "POST"
-    assert str(request.url) == f"{BASE_URL}/api/delivery/{DELIVERY_ID}/appoint?limit=200"
+    assert str(request.url) == f"{BASE_URL}/api/delivery/{DELIVERY_ID}/appoint"
     assert json.loads(request.content) == {"deliveryman_id": str(LAPTEV)}
+
+
+async def test_a_new_order_is_posted_with_its_idempotency_key(key_pair: KeyPair) -> None:
+    seen: list[httpx.Request] = []
+    order = NewOrder(
+        address="Москва",
+        date="2030-05-17T14:30:00-03:00",
+        items=[NewItem(name="Чай", quantity=2, price="150.50")],
+    )
+
+    placed = await answering(OrdersApi, recording(seen), key_pair).place_order(
+        CUSTOMER, order, idempotency_key="key-1"
+    )
+
+    [request] = seen
+    assert str(request.url) == f"{BASE_URL}/api/orders"
+    assert json.loads(request.content) == {
+        "address": "Москва",
+        "date": "2030-05-17T14:30:00-03:00",
+        "items": [{"name": "Чай", "quantity": 2, "price": "150.50"}],
+    }
     assert request.headers["Idempotency-Key"] == "key-1"
+    assert placed.id == str(DELIVERY_ID)
+
+
+async def test_a_list_asks_only_for_what_is_set(key_pair: KeyPair) -> None:
+    seen: list[httpx.Request] = []
+    waiting = ListRequest(ListFilter("activated", unassigned=True), sort="oldest", limit=200)
+
+    await api_answering(recording(seen), key_pair).list_deliveries(MANAGER, waiting)
+    await api_answering(recording(seen), key_pair).list_deliveries(MANAGER, ListRequest(limit=1))
+
+    assert [str(request.url) for request in seen] == [
+        f"{BASE_URL}/api/delivery/?status=activated&unassigned=true&limit=200&sort=oldest",
+        f"{BASE_URL}/api/delivery/?limit=1",
+    ]

@@ -10,14 +10,15 @@ import httpx
 
 from deliveryhub_kit.keys import KeyPair
 from deliveryhub_kit.tokens import TokenIssuer
-from deliveryhub_web.clients import Api
+from deliveryhub_web.clients import DeliveryApi
 from deliveryhub_web.live import MOST_PENDING, ChangeFeed, Changes, Listener, Rendered
+from deliveryhub_web.resources import Change
 
 
-def api_answering(handler: Any, key_pair: KeyPair) -> Api:
+def api_answering(handler: Any, key_pair: KeyPair) -> DeliveryApi:
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     issuer = TokenIssuer(key_pair.private_pem, issuer="deliveryhub", audience="deliveryhub-api")
-    return Api("delivery", "http://delivery.test", client, issuer)
+    return DeliveryApi("http://delivery.test", client, issuer)
 
 
 def shown(**items: str) -> Rendered:
@@ -63,7 +64,7 @@ def test_the_digest_follows_what_is_shown() -> None:
 def test_a_listener_that_falls_behind_is_told_everything_changed() -> None:
     listener = Listener()
     for number in range(MOST_PENDING + 1):
-        listener.tell(Changes([{"id": str(number)}]))
+        listener.tell(Changes([Change(id=str(number), updated_at="10:00")]))
     taken = listener.take()
     assert taken.overflow
     assert taken.items == []
@@ -98,7 +99,7 @@ async def test_the_feed_tells_each_listener_which_items_changed_since_the_last_r
 ) -> None:
     latest = Latest()
     latest.items = [item(1, "10:00"), item(2, "09:00")]
-    feed = ChangeFeed(api_answering(latest, key_pair), "/api/delivery/", interval=0.01, window=3)
+    feed = ChangeFeed(api_answering(latest, key_pair), interval=0.01, window=3)
     try:
         async with feed.listen() as first, feed.listen() as second:
             assert latest.asked >= 1  # where it stands is known before anyone listens
@@ -117,7 +118,7 @@ async def test_the_feed_tells_each_listener_which_items_changed_since_the_last_r
 
 async def test_the_feed_asks_nothing_while_nobody_listens(key_pair: KeyPair) -> None:
     latest = Latest()
-    feed = ChangeFeed(api_answering(latest, key_pair), "/api/delivery/", interval=0.01)
+    feed = ChangeFeed(api_answering(latest, key_pair), interval=0.01)
     async with feed.listen():
         assert feed.watching
     await asyncio.wait_for(feed.idle(), 2)  # by itself, at its next round
@@ -134,7 +135,7 @@ async def test_the_feed_waits_out_an_api_that_does_not_answer(key_pair: KeyPair)
     def flaky(request: httpx.Request) -> httpx.Response:
         return next(answers, None) or latest(request)
 
-    feed = ChangeFeed(api_answering(flaky, key_pair), "/api/delivery/", interval=0.01)
+    feed = ChangeFeed(api_answering(flaky, key_pair), interval=0.01)
     try:
         async with feed.listen(settle_seconds=2) as listener:
             latest.items = [item(1, "10:01")]

@@ -15,10 +15,9 @@ def board(**address: object) -> ListQuery:
 def test_the_board_opens_on_the_queue_the_oldest_first() -> None:
     query = board()
     assert (query.tab.key, query.sort, query.offset) == ("waiting", "oldest", 0)
-    assert query.api_params() == {
+    assert query.list_request().params() == {
         "status": "activated",
         "unassigned": "true",
-        "q": None,
         "limit": 20,
         "sort": "oldest",
         "offset": 0,

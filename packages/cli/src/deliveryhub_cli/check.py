@@ -305,12 +305,12 @@ def _duration(delta: timedelta) -> str:
 
 
 def _side(record: OrderRecord | DeliveryRecord | None) -> str:
-    """A side's status and the start of its courier's id, in a table cell."""
+    """A side's status and the start of its deliveryman's id, in a table cell."""
     if record is None:
         return "(none)"
-    courier = str(record.deliveryman_id)[:8] if record.deliveryman_id else "-"
+    deliveryman = str(record.deliveryman_id)[:8] if record.deliveryman_id else "-"
     placeholder = " (placeholder)" if isinstance(record, DeliveryRecord) and record.is_placeholder else ""
-    return f"{record.status} {courier}{placeholder}"
+    return f"{record.status} {deliveryman}{placeholder}"
 
 
 class FindingPrinter(ABC):

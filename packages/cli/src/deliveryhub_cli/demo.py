@@ -20,7 +20,7 @@ from deliveryhub_cli.tokens import make_token
 from deliveryhub_contracts.topology import legacy_queues
 from deliveryhub_kit.identity import Role
 
-COURIER_ID = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
+DELIVERYMAN_ID = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
 
 Json = dict[str, Any]
 
@@ -37,7 +37,7 @@ class Demo:
         self.customer = {"Authorization": "Bearer " + make_token(keys_dir, Role.CUSTOMER)}
         self.manager = {"Authorization": "Bearer " + make_token(keys_dir, Role.MANAGER)}
         self.courier = {
-            "Authorization": "Bearer " + make_token(keys_dir, Role.COURIER, deliveryman_id=COURIER_ID)
+            "Authorization": "Bearer " + make_token(keys_dir, Role.COURIER, deliveryman_id=DELIVERYMAN_ID)
         }
 
     def call(self, client: httpx.Client, method: str, path: str, headers: dict[str, str], **kw: Any) -> Any:
@@ -102,8 +102,8 @@ class Demo:
         print(f"   order: {paid['status']}")
         print(f"   delivery: {self.delivery_in(order_id, 'activated')['status']}")
         print("4. The manager appoints a courier")
-        couriers = self.call(self.delivery, "GET", "/api/deliverymen", self.manager)
-        print(f"   couriers: {', '.join(courier['name'] for courier in couriers)}")
+        deliverymen = self.call(self.delivery, "GET", "/api/deliverymen", self.manager)
+        print(f"   couriers: {', '.join(deliveryman['name'] for deliveryman in deliverymen)}")
         appointed = self.appoint(order_id)
         print(f"   appointed: {appointed['deliveryman']['name']}")
         shown = self.order_in(order_id, "paid", lambda body: body["deliveryman"] is not None)
@@ -157,7 +157,7 @@ class Demo:
             "POST",
             f"/api/delivery/{order_id}/appoint",
             self.manager,
-            json={"deliveryman_id": str(COURIER_ID)},
+            json={"deliveryman_id": str(DELIVERYMAN_ID)},
         )
         return appointed
 

@@ -78,7 +78,7 @@ async def appoint_courier(
     delivery_id: uuid.UUID, body: AppointRequest, _: Manager, service: ServiceDep
 ) -> DeliveryOut:
     """Appoint a courier to an activated delivery."""
-    return DeliveryOut.of(await service.appoint_courier(delivery_id, body.deliveryman_id))
+    return DeliveryOut.of(await service.appoint_deliveryman(delivery_id, body.deliveryman_id))
 
 
 @router.post("/delivery/{delivery_id}/finish", responses=error_responses(404, 409))

@@ -68,7 +68,7 @@ class DeliveryService:
     async def get_delivery(self, principal: Principal, delivery_id: uuid.UUID) -> Delivery:
         return await self._visible(principal, delivery_id)
 
-    async def appoint_courier(self, delivery_id: uuid.UUID, deliveryman_id: uuid.UUID) -> Delivery:
+    async def appoint_deliveryman(self, delivery_id: uuid.UUID, deliveryman_id: uuid.UUID) -> Delivery:
         delivery = await self._existing(delivery_id)
         deliveryman = await self._deliveries.get_deliveryman(deliveryman_id)
         if deliveryman is None:

@@ -99,8 +99,8 @@ def _canceled(order: Order, reason: str, now: datetime) -> None:
     _touch(order, now)
 
 
-def show_courier(order: Order, deliveryman_id: uuid.UUID, name: str, version: int, now: datetime) -> bool:
-    """Record the courier a delivery event of `version` appointed; False when the order already
+def show_deliveryman(order: Order, deliveryman_id: uuid.UUID, name: str, version: int, now: datetime) -> bool:
+    """Record the deliveryman a delivery event of `version` appointed; False when the order already
     shows a later appointment's (or this one's): an overtaken re-appointment changes nothing."""
     if version <= order.courier_version:
         return False

@@ -146,7 +146,9 @@ class OrderService:
 
     async def on_delivery_appointed(self, event: DeliveryAppointed) -> None:
         order = await self._for_event(event.order_id)
-        domain.show_courier(order, event.deliveryman.id, event.deliveryman.name, event.version, self._clock())
+        domain.show_deliveryman(
+            order, event.deliveryman.id, event.deliveryman.name, event.version, self._clock()
+        )
 
     async def on_delivery_finished(self, event: DeliveryFinished) -> None:
         order = await self._for_event(event.order_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -26,8 +26,9 @@ from deliveryhub_web.pages import (
     flash_redirect,
     require_role,
 )
+from deliveryhub_web.resources import Outcome
 from deliveryhub_web.schemas import order_body, order_form_defaults, order_form_values
-from deliveryhub_web.service import DEMO_ACCOUNTS, MAX_EMAIL_LENGTH, SignedInUser
+from deliveryhub_web.service import DEMO_ACCOUNTS, MAX_EMAIL_LENGTH, AccountService, SignedInUser
 from deliveryhub_web.views import (
     BOARD_TABS,
     HISTORY_TABS,
@@ -35,9 +36,9 @@ from deliveryhub_web.views import (
     PAGE_SIZE,
     ListQuery,
     board_view,
-    courier_view,
     order_view,
     orders_view,
+    round_view,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -47,7 +48,7 @@ MOST_SELECTED = PAGE_SIZE * 5
 HOME_BY_ROLE = {Role.CUSTOMER: "/orders", Role.MANAGER: "/board", Role.COURIER: "/deliveries"}
 
 
-def _accounts(session: AsyncSession, pages: Pages) -> Any:
+def _accounts(session: AsyncSession, pages: Pages) -> AccountService:
     return pages.runtime.accounts(session)
 
 
@@ -168,7 +169,7 @@ def _orders_interest(user: SignedInUser) -> Interest:
         return anything
     mine = str(user.id)
     return lambda changes, shown: (
-        any(str(item.get("customer_id")) == mine for item in changes.items) or bool(changes.ids() & shown)
+        any(item.customer_id == mine for item in changes.items) or bool(changes.ids() & shown)
     )
 
 
@@ -222,19 +223,15 @@ async def place_order(pages: PagesDep, user: CurrentUser, form: Form) -> Respons
     values = order_form_values(form)
     try:
         body = order_body(values)
-        order = await pages.backends.orders.call(
-            user.principal,
-            "POST",
-            "/api/orders",
-            json=body,
-            headers={"Idempotency-Key": values["idempotency_key"]},
+        placed = await pages.backends.orders.place_order(
+            user.principal, body, idempotency_key=values["idempotency_key"]
         )
     except (ApiError, ValueError) as error:
         message = error.message if isinstance(error, ApiError) else f"Please check what you entered: {error}."
         status_code = error.status if isinstance(error, ApiError) else 422
         return pages.render("order_new.html", {**values, "error": message}, status_code=status_code)
     return flash_redirect(
-        pages, f"/orders#order-{order['id']}", "Order placed.", kind="success", target=order["id"]
+        pages, f"/orders#order-{placed.id}", "Order placed.", kind="success", target=placed.id
     )
 
 
@@ -255,7 +252,7 @@ async def order_live(
     """One order's changes as server-sent events."""
     require_role(user, Role.CUSTOMER, Role.MANAGER)
     # The order must be the user's before anything of it is streamed.
-    await pages.backends.orders.call(user.principal, "GET", f"/api/orders/{order_id}")
+    await pages.backends.orders.get_order(user.principal, str(order_id))
     return pages.live_stream(
         lambda: order_view(pages.backends.orders, user.principal, str(order_id)),
         pages.runtime.feeds.orders,
@@ -274,7 +271,7 @@ async def pay_order(pages: PagesDep, user: CurrentUser, order_id: uuid.UUID, for
         "/orders",
         str(order_id),
         "Paid.",
-        pages.backends.orders.call(user.principal, "POST", f"/api/orders/{order_id}/pay"),
+        pages.backends.orders.pay_order(user.principal, str(order_id)),
     )
 
 
@@ -287,13 +284,13 @@ async def cancel_order(pages: PagesDep, user: CurrentUser, order_id: uuid.UUID, 
         "/orders",
         str(order_id),
         _cancel_outcome,
-        pages.backends.orders.call(user.principal, "POST", f"/api/orders/{order_id}/cancel"),
+        pages.backends.orders.cancel_order(user.principal, str(order_id)),
     )
 
 
-def _cancel_outcome(order: Any) -> str:
+def _cancel_outcome(outcome: Outcome) -> str:
     """An unpaid order is canceled at once; a paid one's cancel is asked of the delivery service."""
-    if isinstance(order, dict) and order.get("status") == "canceling":
+    if outcome.status == "canceling":
         return "Cancel requested: the order is canceled unless the parcel has been handed over already."
     return "Order canceled."
 
@@ -340,16 +337,14 @@ async def board_live(
 @router.post("/board/{delivery_id}/appoint")
 async def appoint(pages: PagesDep, user: CurrentUser, delivery_id: uuid.UUID, form: Form) -> Response:
     require_role(user, Role.MANAGER)
-    courier = form.text("deliveryman_id")
+    deliveryman_id = form.text("deliveryman_id")
     return await _act(
         pages,
         form,
         "/board",
         str(delivery_id),
         "Courier appointed.",
-        pages.backends.delivery.call(
-            user.principal, "POST", f"/api/delivery/{delivery_id}/appoint", json={"deliveryman_id": courier}
-        ),
+        pages.backends.delivery.appoint(user.principal, str(delivery_id), deliveryman_id),
     )
 
 
@@ -366,17 +361,12 @@ async def appoint_selected(pages: PagesDep, user: CurrentUser, form: Form) -> Re
         return flash_redirect(
             pages, back, f"Select at most {MOST_SELECTED} deliveries at once.", kind="error"
         )
-    courier = form.text("deliveryman_id")
+    deliveryman_id = form.text("deliveryman_id")
     appointed, refusals = 0, {}
     for delivery_id in selected:
         try:
             uuid.UUID(delivery_id)
-            await pages.backends.delivery.call(
-                user.principal,
-                "POST",
-                f"/api/delivery/{delivery_id}/appoint",
-                json={"deliveryman_id": courier},
-            )
+            await pages.backends.delivery.appoint(user.principal, delivery_id, deliveryman_id)
         except ValueError:
             refusals[delivery_id[:40]] = "That is not a delivery."
         except ApiError as error:
@@ -398,7 +388,7 @@ async def cancel_delivery(pages: PagesDep, user: CurrentUser, delivery_id: uuid.
         "/board",
         str(delivery_id),
         "Delivery canceled.",
-        pages.backends.delivery.call(user.principal, "POST", f"/api/delivery/{delivery_id}/cancel"),
+        pages.backends.delivery.cancel_delivery(user.principal, str(delivery_id)),
     )
 
 
@@ -413,7 +403,7 @@ def _round_interest(user: SignedInUser) -> Interest:
     mine = str(user.deliveryman_id)
     return lambda changes, shown: (
         bool(changes.ids() & shown)
-        or any(str((item.get("deliveryman") or {}).get("id")) == mine for item in changes.items)
+        or any(item.deliveryman is not None and item.deliveryman.id == mine for item in changes.items)
     )
 
 
@@ -424,7 +414,7 @@ async def my_deliveries(
     """A courier's deliveries: what to deliver now, then what is done, paged; live."""
     require_role(user, Role.COURIER)
     query = _round_query(status, offset)
-    view = await courier_view(pages.backends.delivery, user.principal, query)
+    view = await round_view(pages.backends.delivery, user.principal, query)
     stream = query.url("/live/deliveries")
     return pages.live_page(view, "deliveries.html", "_deliveries.html", fragment=fragment, stream_url=stream)
 
@@ -437,7 +427,7 @@ async def my_deliveries_live(
     require_role(user, Role.COURIER)
     query = _round_query(status, offset)
     return pages.live_stream(
-        lambda: courier_view(pages.backends.delivery, user.principal, query),
+        lambda: round_view(pages.backends.delivery, user.principal, query),
         pages.runtime.feeds.delivery,
         _round_interest(user),
         page_path="/deliveries",
@@ -448,7 +438,7 @@ async def my_deliveries_live(
 @router.get("/deliveries/{delivery_id}")
 async def delivery_page(pages: PagesDep, user: CurrentUser, delivery_id: uuid.UUID) -> Response:
     require_role(user, Role.COURIER, Role.MANAGER)
-    delivery = await pages.backends.delivery.call(user.principal, "GET", f"/api/delivery/{delivery_id}")
+    delivery = await pages.backends.delivery.get_delivery(user.principal, str(delivery_id))
     return pages.render("delivery.html", {"delivery": delivery})
 
 
@@ -462,12 +452,17 @@ async def finish(pages: PagesDep, user: CurrentUser, delivery_id: uuid.UUID, for
         back,
         str(delivery_id),
         "Marked delivered.",
-        pages.backends.delivery.call(user.principal, "POST", f"/api/delivery/{delivery_id}/finish"),
+        pages.backends.delivery.finish_delivery(user.principal, str(delivery_id)),
     )
 
 
 async def _act(
-    pages: Pages, form: CheckedForm, back: str, target: str, done: str | Callable[[Any], str], call: Any
+    pages: Pages,
+    form: CheckedForm,
+    back: str,
+    target: str,
+    done: str | Callable[[Outcome], str],
+    call: Awaitable[Outcome],
 ) -> Response:
     """Run an API action; come back to the page with its outcome (`done`, or what `done` makes of
     the answer) shown next to its item."""

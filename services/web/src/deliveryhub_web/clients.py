@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from deliveryhub_kit.context import CORRELATION_HEADER, current_correlation_id, current_traceparent
 from deliveryhub_kit.identity import Principal
 from deliveryhub_kit.tokens import TokenIssuer
+from deliveryhub_web.resources import (
+    Appointment,
+    Change,
+    Delivery,
+    DeliverymanLoad,
+    DocumentT,
+    NewOrder,
+    Order,
+    Outcome,
+)
+
+ParsedT = TypeVar("ParsedT")
+
+_ORDERS = TypeAdapter(list[Order])
+_DELIVERIES = TypeAdapter(list[Delivery])
+_DELIVERYMEN = TypeAdapter(list[DeliverymanLoad])
+_CHANGES = TypeAdapter(list[Change])
 
 _PLAIN_STATUS = {
     401: "Your session is no longer valid; please sign in again.",
@@ -48,50 +67,94 @@ class ServiceDown(Exception):
 
 
 @dataclass(frozen=True)
-class ListPage:
+class ListFilter:
+    """Which records of an API's list to read; `unassigned` only those no deliveryman is appointed to."""
+
+    status: str | None = None
+    unassigned: bool = False
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """One page of an API's list to read: its filter, the search, the order and where to start."""
+
+    filter: ListFilter = ListFilter()
+    q: str | None = None
+    sort: str | None = None
+    limit: int = 100
+    offset: int | None = None
+
+    def params(self) -> dict[str, str | int]:
+        """The query string's values, those not set left out."""
+        values: dict[str, str | int | None] = {
+            "status": self.filter.status,
+            "unassigned": "true" if self.filter.unassigned else None,
+            "q": self.q,
+            "limit": self.limit,
+            "sort": self.sort,
+            "offset": self.offset,
+        }
+        return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class ListPage(Generic[DocumentT]):
     """One page of an API's list, and how many items match in all (its `X-Total-Count`)."""
 
-    items: list[dict[str, Any]]
+    items: list[DocumentT]
     total: int
 
 
 class Api:
     """One backend service, called with a short-lived token for the signed-in user."""
 
-    def __init__(self, name: str, base_url: str, client: httpx.AsyncClient, issuer: TokenIssuer) -> None:
-        self.name = name
+    # The service's name, as an outage names it, and the path of its list.
+    name: ClassVar[str]
+    list_path: ClassVar[str]
+
+    def __init__(self, base_url: str, client: httpx.AsyncClient, issuer: TokenIssuer) -> None:
         self._base_url = base_url.rstrip("/")
         self._client = client
         self._issuer = issuer
 
-    async def call(
-        self,
-        principal: Principal,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Any:
-        """The answer's JSON; an `ApiError` for a refusal, `ServiceDown` when it cannot answer."""
-        response = await self._send(principal, method, path, json=json, params=params, headers=headers)
-        try:
-            return response.json()
-        except ValueError as error:
-            raise ServiceDown(self.name) from error
+    async def latest_changes(self, principal: Principal, *, limit: int) -> list[Change]:
+        """The `limit` records of the list changed last, the latest first."""
+        page = await self._list(principal, self.list_path, _CHANGES, ListRequest(sort="updated", limit=limit))
+        return page.items
 
-    async def page(self, principal: Principal, path: str, params: dict[str, Any]) -> ListPage:
+    async def _read(self, principal: Principal, path: str, document: type[DocumentT]) -> DocumentT:
+        """The document at `path`; `ServiceDown` when the answer is not one."""
+        response = await self._send(principal, "GET", path)
+        return self._parsed(response, document.model_validate_json)
+
+    async def _list(
+        self, principal: Principal, path: str, documents: TypeAdapter[list[DocumentT]], request: ListRequest
+    ) -> ListPage[DocumentT]:
         """One page of a list, with the number of all its matches."""
-        response = await self._send(principal, "GET", path, params=params)
+        response = await self._send(principal, "GET", path, params=request.params())
         try:
-            items = response.json()
             total = int(response.headers["X-Total-Count"])
         except (ValueError, KeyError) as error:
             raise ServiceDown(self.name) from error
-        if not isinstance(items, list):
-            raise ServiceDown(self.name)
-        return ListPage(items, total)
+        return ListPage(self._parsed(response, documents.validate_json), total)
+
+    async def _act(
+        self,
+        principal: Principal,
+        path: str,
+        body: BaseModel | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Outcome:
+        """POST an action; what its answer says of the record acted on."""
+        response = await self._send(principal, "POST", path, body=body, headers=headers)
+        return self._parsed(response, Outcome.model_validate_json)
+
+    def _parsed(self, response: httpx.Response, read: Callable[[bytes], ParsedT]) -> ParsedT:
+        """The answer as `read` makes it; `ServiceDown` when it is not JSON of that shape."""
+        try:
+            return read(response.content)
+        except ValidationError as error:
+            raise ServiceDown(self.name) from error
 
     async def _send(
         self,
@@ -99,17 +162,18 @@ class Api:
         method: str,
         path: str,
         *,
-        json: Any = None,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
+        body: BaseModel | None = None,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         token = self._issuer.issue(principal, lifetime=timedelta(minutes=5))
+        json: Any = None if body is None else body.model_dump(mode="json")
         try:
             response = await self._client.request(
                 method,
                 self._base_url + path,
                 json=json,
-                params={key: value for key, value in (params or {}).items() if value is not None},
+                params=dict(params or {}),
                 headers={**(headers or {}), **_context_headers(), "Authorization": f"Bearer {token}"},
             )
         except httpx.HTTPError as error:
@@ -118,12 +182,73 @@ class Api:
             raise ServiceDown(self.name)
         if response.status_code >= 400:
             try:
-                body = response.json()
-                code, detail = str(body["error"]), str(body["detail"])
+                answer: Any = response.json()
+                code, detail = str(answer["error"]), str(answer["detail"])
             except (ValueError, KeyError, TypeError):
                 code, detail = "error", response.reason_phrase
             raise ApiError(response.status_code, code, detail)
         return response
+
+
+class OrdersApi(Api):
+    """The orders API: a customer's orders, or every order for a manager."""
+
+    name = "orders"
+    list_path = "/api/orders"
+
+    async def list_orders(self, principal: Principal, request: ListRequest) -> ListPage[Order]:
+        """One page of the orders the caller may see."""
+        return await self._list(principal, self.list_path, _ORDERS, request)
+
+    async def get_order(self, principal: Principal, order_id: str) -> Order:
+        """One order, if it is the caller's to see."""
+        return await self._read(principal, f"/api/orders/{order_id}", Order)
+
+    async def place_order(self, principal: Principal, order: NewOrder, *, idempotency_key: str) -> Outcome:
+        """Place a customer's order, once per idempotency key."""
+        headers = {"Idempotency-Key": idempotency_key}
+        return await self._act(principal, self.list_path, order, headers=headers)
+
+    async def pay_order(self, principal: Principal, order_id: str) -> Outcome:
+        """Pay a created order."""
+        return await self._act(principal, f"/api/orders/{order_id}/pay")
+
+    async def cancel_order(self, principal: Principal, order_id: str) -> Outcome:
+        """Cancel an order, or ask for a paid one's cancel (its status `canceling`)."""
+        return await self._act(principal, f"/api/orders/{order_id}/cancel")
+
+
+class DeliveryApi(Api):
+    """The delivery API: the deliveries, and the deliverymen they are appointed to."""
+
+    name = "delivery"
+    list_path = "/api/delivery/"
+
+    async def list_deliveries(self, principal: Principal, request: ListRequest) -> ListPage[Delivery]:
+        """One page of the deliveries the caller may see."""
+        return await self._list(principal, self.list_path, _DELIVERIES, request)
+
+    async def get_delivery(self, principal: Principal, delivery_id: str) -> Delivery:
+        """One delivery, if it is the caller's to see."""
+        return await self._read(principal, f"/api/delivery/{delivery_id}", Delivery)
+
+    async def list_deliverymen(self, principal: Principal) -> list[DeliverymanLoad]:
+        """Every deliveryman, with the deliveries open in their hands."""
+        response = await self._send(principal, "GET", "/api/deliverymen")
+        return self._parsed(response, _DELIVERYMEN.validate_json)
+
+    async def appoint(self, principal: Principal, delivery_id: str, deliveryman_id: str) -> Outcome:
+        """Appoint a deliveryman to an activated delivery."""
+        body = Appointment(deliveryman_id=deliveryman_id)
+        return await self._act(principal, f"/api/delivery/{delivery_id}/appoint", body)
+
+    async def finish_delivery(self, principal: Principal, delivery_id: str) -> Outcome:
+        """Mark a delivery done."""
+        return await self._act(principal, f"/api/delivery/{delivery_id}/finish")
+
+    async def cancel_delivery(self, principal: Principal, delivery_id: str) -> Outcome:
+        """Cancel a delivery that is not done."""
+        return await self._act(principal, f"/api/delivery/{delivery_id}/cancel")
 
 
 def _context_headers() -> dict[str, str]:
@@ -146,8 +271,8 @@ class Backends:
             timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds)),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
-        self.orders = Api("orders", orders_url, self._client, issuer)
-        self.delivery = Api("delivery", delivery_url, self._client, issuer)
+        self.orders = OrdersApi(orders_url, self._client, issuer)
+        self.delivery = DeliveryApi(delivery_url, self._client, issuer)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -21,12 +21,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import Environment
 
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_web.clients import Api, ApiError, ServiceDown
+from deliveryhub_web.resources import Change
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ class Changes:
     """What changed since a listener last looked: the items as the API answered them; `overflow`
     when more changed than could be told apart (anything may have changed)."""
 
-    items: list[dict[str, Any]] = field(default_factory=list)
+    items: list[Change] = field(default_factory=list)
     overflow: bool = False
 
     def ids(self) -> set[str]:
-        return {str(item.get("id")) for item in self.items}
+        return {item.id for item in self.items}
 
 
 class Listener:
@@ -79,9 +80,8 @@ class ChangeFeed:
     item of a full window is new, more may have changed than it holds: listeners are told so.
     """
 
-    def __init__(self, api: Api, path: str, *, interval: float, window: int = 50) -> None:
+    def __init__(self, api: Api, *, interval: float, window: int = 50) -> None:
         self._api = api
-        self._path = path
         self._interval = interval
         self._window = window
         self._listeners: set[Listener] = set()
@@ -95,7 +95,7 @@ class ChangeFeed:
         self._listeners.add(listener)
         if self._watching is None or self._watching.done():
             self._ready.clear()
-            self._watching = asyncio.create_task(self._watch(), name=f"change-feed {self._path}")
+            self._watching = asyncio.create_task(self._watch(), name=f"change-feed {self._api.list_path}")
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), settle_seconds)
@@ -125,7 +125,7 @@ class ChangeFeed:
         quiet_since: float | None = None
         while self._listeners:
             try:
-                page = await self._api.page(WATCHER, self._path, {"sort": "updated", "limit": self._window})
+                items = await self._api.latest_changes(WATCHER, limit=self._window)
             except (ApiError, ServiceDown) as error:
                 if quiet_since is None:
                     quiet_since = time.monotonic()
@@ -135,20 +135,23 @@ class ChangeFeed:
             if quiet_since is not None:
                 logger.info("live updates resume after %.1f s", time.monotonic() - quiet_since)
                 quiet_since = None
-            latest = {str(item.get("id")): str(item.get("updated_at")) for item in page.items}
+            latest = {item.id: item.updated_at for item in items}
             if seen is not None:
-                changed = [
-                    item
-                    for item in page.items
-                    if seen.get(str(item.get("id"))) != latest[str(item.get("id"))]
-                ]
+                changed = [item for item in items if seen.get(item.id) != latest[item.id]]
                 if changed:
-                    changes = Changes(changed, overflow=len(changed) == len(page.items) == self._window)
+                    changes = Changes(changed, overflow=len(changed) == len(items) == self._window)
                     for listener in list(self._listeners):
                         listener.tell(changes)
             seen = latest
             self._ready.set()
             await asyncio.sleep(self._interval)
+
+
+class Identified(Protocol):
+    """An item of a page's list: what its element is called after."""
+
+    @property
+    def id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -160,9 +163,9 @@ class ItemList:
     items: list[tuple[str, dict[str, Any]]]
 
     @classmethod
-    def of(cls, template: str, noun: str, items: Sequence[dict[str, Any]]) -> ItemList:
+    def of(cls, template: str, noun: str, items: Sequence[Identified]) -> ItemList:
         """Each item as `noun` in the template, its element id `noun-<its id>`."""
-        return cls(template, [(f"{noun}-{item['id']}", {noun: item}) for item in items])
+        return cls(template, [(f"{noun}-{item.id}", {noun: item}) for item in items])
 
 
 @dataclass

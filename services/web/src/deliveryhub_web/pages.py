@@ -4,7 +4,7 @@ flash message), the user dependencies, the redirect with a message."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -55,7 +55,7 @@ class Pages:
     def render(
         self,
         template: str,
-        context: dict[str, Any],
+        context: Mapping[str, Any],
         *,
         status_code: int = 200,
         headers: dict[str, str] | None = None,

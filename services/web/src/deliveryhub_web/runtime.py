@@ -111,8 +111,8 @@ class WebRuntime:
         )
         interval = self.settings.live_interval_seconds
         self._feeds = Feeds(
-            orders=ChangeFeed(self._backends.orders, "/api/orders", interval=interval),
-            delivery=ChangeFeed(self._backends.delivery, "/api/delivery/", interval=interval),
+            orders=ChangeFeed(self._backends.orders, interval=interval),
+            delivery=ChangeFeed(self._backends.delivery, interval=interval),
         )
         close_on_signals(self.closing)
         # Seeded in development; gone (with their sessions) once they are turned off.

@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TypedDict
 
 from deliveryhub_web.forms import CheckedForm
+from deliveryhub_web.resources import NewItem, NewOrder
 
 
-def order_form_defaults() -> dict[str, Any]:
+class OrderFormLine(TypedDict):
+    """One line of the order form, as typed."""
+
+    name: str
+    quantity: str
+    price: str
+
+
+class OrderFormValues(TypedDict):
+    """What the order form holds, as typed: shown again as it was when the order is refused."""
+
+    address: str
+    date: str
+    items: list[OrderFormLine]
+    idempotency_key: str
+    timezone_offset: str
+
+
+def order_form_defaults() -> OrderFormValues:
+    """An empty order form: one line, delivery this time tomorrow."""
     return {
         "address": "",
         "date": (datetime.now().replace(second=0, microsecond=0) + timedelta(days=1)).strftime(
@@ -21,9 +41,10 @@ def order_form_defaults() -> dict[str, Any]:
     }
 
 
-def order_form_values(form: CheckedForm) -> dict[str, Any]:
+def order_form_values(form: CheckedForm) -> OrderFormValues:
+    """The order form as it was submitted; the lines left empty dropped."""
     names, quantities, prices = form.list("item_name"), form.list("item_quantity"), form.list("item_price")
-    items = [
+    items: list[OrderFormLine] = [
         {"name": name, "quantity": quantity, "price": price}
         for name, quantity, price in zip(names, quantities, prices, strict=False)
         if name.strip() or price.strip()
@@ -37,7 +58,7 @@ def order_form_values(form: CheckedForm) -> dict[str, Any]:
     }
 
 
-def order_body(values: dict[str, Any]) -> dict[str, Any]:
+def order_body(values: OrderFormValues) -> NewOrder:
     """The orders API's body from the form; the browser's time zone makes the date exact."""
     try:
         local = datetime.fromisoformat(values["date"])
@@ -53,5 +74,5 @@ def order_body(values: dict[str, Any]) -> dict[str, Any]:
             quantity = int(item["quantity"])
         except ValueError as error:
             raise ValueError(f"the quantity of {item['name'] or 'an item'} must be a whole number") from error
-        items.append({"name": item["name"], "quantity": quantity, "price": item["price"].replace(",", ".")})
-    return {"address": values["address"], "date": date.isoformat(), "items": items}
+        items.append(NewItem(name=item["name"], quantity=quantity, price=item["price"].replace(",", ".")))
+    return NewOrder(address=values["address"], date=date.isoformat(), items=items)

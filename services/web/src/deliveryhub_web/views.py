@@ -4,14 +4,14 @@ paging; built the same way for the page, its fragment and its live stream."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
 from urllib.parse import urlencode
 
 from deliveryhub_kit.identity import Principal
-from deliveryhub_web.clients import Api, ListPage
+from deliveryhub_web.clients import DeliveryApi, ListFilter, ListPage, ListRequest, OrdersApi
 from deliveryhub_web.live import ItemList, LiveView
+from deliveryhub_web.resources import DocumentT
 
 PAGE_SIZE = 20
 # The longest search the APIs take; a longer one is cut, not refused.
@@ -26,27 +26,27 @@ MOST_OPEN = 100
 class Tab:
     key: str
     label: str
-    # the list's filters on the API
-    filters: Mapping[str, str]
+    # which records of the API's list the tab shows
+    filter: ListFilter
     # the order a tab opens in: the oldest first where the oldest is the most urgent
     sort: str = "newest"
 
 
 BOARD_TABS = (
-    Tab("waiting", "Waiting for a courier", {"status": "activated", "unassigned": "true"}, sort="oldest"),
-    Tab("created", "Created", {"status": "created"}),
-    Tab("activated", "Activated", {"status": "activated"}),
-    Tab("done", "Done", {"status": "done"}),
-    Tab("canceled", "Canceled", {"status": "canceled"}),
-    Tab("all", "All", {}),
+    Tab("waiting", "Waiting for a courier", ListFilter("activated", unassigned=True), sort="oldest"),
+    Tab("created", "Created", ListFilter("created")),
+    Tab("activated", "Activated", ListFilter("activated")),
+    Tab("done", "Done", ListFilter("done")),
+    Tab("canceled", "Canceled", ListFilter("canceled")),
+    Tab("all", "All", ListFilter()),
 )
 ORDER_TABS = (
-    Tab("all", "All", {}),
-    Tab("created", "Created", {"status": "created"}),
-    Tab("paid", "Paid", {"status": "paid"}),
-    Tab("canceling", "Cancel requested", {"status": "canceling"}),
-    Tab("delivered", "Delivered", {"status": "delivered"}),
-    Tab("canceled", "Canceled", {"status": "canceled"}),
+    Tab("all", "All", ListFilter()),
+    Tab("created", "Created", ListFilter("created")),
+    Tab("paid", "Paid", ListFilter("paid")),
+    Tab("canceling", "Cancel requested", ListFilter("canceling")),
+    Tab("delivered", "Delivered", ListFilter("delivered")),
+    Tab("canceled", "Canceled", ListFilter("canceled")),
 )
 # Every record has one status: "all" is the sum of these tabs.
 STATUS_TABS = {
@@ -87,12 +87,17 @@ class ListQuery:
         order = sort if sort in ("newest", "oldest") else tab.sort
         return cls(path, tab, tabs, q, order, min(max(offset, 0), DEEPEST_OFFSET))
 
-    def params(self, **changes: Any) -> dict[str, str]:
-        """The query string's values, with `changes` (`status` names a tab); the defaults left out."""
-        if "status" in changes:
-            key = changes.pop("status")
-            changes["tab"] = next(tab for tab in self.tabs if tab.key == key)
-        query = replace(self, **changes)
+    def params(
+        self, *, status: str | None = None, sort: str | None = None, offset: int | None = None
+    ) -> dict[str, str]:
+        """The query string's values, with what is given changed (`status` names a tab); the
+        defaults left out."""
+        query = replace(
+            self,
+            tab=self.tab if status is None else next(tab for tab in self.tabs if tab.key == status),
+            sort=self.sort if sort is None else sort,
+            offset=self.offset if offset is None else offset,
+        )
         values = {
             "status": query.tab.key,
             "q": query.q or "",
@@ -105,16 +110,24 @@ class ListQuery:
             values["offset"] = ""
         return {key: value for key, value in values.items() if value}
 
-    def url(self, path: str | None = None, **changes: Any) -> str:
-        params = self.params(**changes)
+    def url(
+        self,
+        path: str | None = None,
+        *,
+        status: str | None = None,
+        sort: str | None = None,
+        offset: int | None = None,
+    ) -> str:
+        """The address of this list (or of `path` with its query), with what is given changed."""
+        params = self.params(status=status, sort=sort, offset=offset)
         return (path or self.path) + ("?" + urlencode(params) if params else "")
 
-    def api_params(self, tab: Tab | None = None, *, limit: int = PAGE_SIZE) -> dict[str, Any]:
+    def list_request(self, tab: Tab | None = None, *, limit: int = PAGE_SIZE) -> ListRequest:
+        """What to ask the API for: this page of the list, or (of another tab) how many it holds."""
         tab = tab or self.tab
-        params: dict[str, Any] = {**tab.filters, "q": self.q, "limit": limit}
-        if tab is self.tab:
-            params |= {"sort": self.sort, "offset": self.offset}
-        return params
+        if tab is not self.tab:
+            return ListRequest(tab.filter, q=self.q, limit=limit)
+        return ListRequest(tab.filter, q=self.q, sort=self.sort, limit=limit, offset=self.offset)
 
 
 @dataclass(frozen=True)
@@ -166,17 +179,19 @@ class TabCount:
 
 
 async def _counted(
-    api: Api, principal: Principal, path: str, query: ListQuery, kind: str
-) -> tuple[ListPage, list[TabCount]]:
+    read: Callable[[Principal, ListRequest], Awaitable[ListPage[DocumentT]]],
+    principal: Principal,
+    query: ListQuery,
+    kind: str,
+) -> tuple[ListPage[DocumentT], list[TabCount]]:
     """The page of the current tab, and every tab with its count (each its own list call, asked
     at once; "all" is the sum of the statuses)."""
     others = [tab for tab in query.tabs if tab is not query.tab and tab.key != "all"]
-    answers = await asyncio.gather(
-        api.page(principal, path, query.api_params()),
-        *(api.page(principal, path, query.api_params(tab, limit=1)) for tab in others),
+    page, *answers = await asyncio.gather(
+        read(principal, query.list_request()),
+        *(read(principal, query.list_request(tab, limit=1)) for tab in others),
     )
-    page = answers[0]
-    counts = {tab.key: answer.total for tab, answer in zip(others, answers[1:], strict=True)}
+    counts = {tab.key: answer.total for tab, answer in zip(others, answers, strict=True)}
     counts[query.tab.key] = page.total
     if "all" not in counts:
         counts["all"] = sum(counts[key] for key in STATUS_TABS[kind])
@@ -187,18 +202,18 @@ async def _counted(
     return page, tabs
 
 
-async def board_view(api: Api, principal: Principal, query: ListQuery) -> LiveView:
-    """The manager's board: the tabs, the couriers with their loads, one page of deliveries."""
-    (page, tabs), couriers = await asyncio.gather(
-        _counted(api, principal, "/api/delivery/", query, "board"),
-        api.call(principal, "GET", "/api/deliverymen"),
+async def board_view(api: DeliveryApi, principal: Principal, query: ListQuery) -> LiveView:
+    """The manager's board: the tabs, the deliverymen with their loads, one page of deliveries."""
+    (page, tabs), deliverymen = await asyncio.gather(
+        _counted(api.list_deliveries, principal, query, "board"),
+        api.list_deliverymen(principal),
     )
     return LiveView(
         context={
             "query": query,
             "tabs": tabs,
             "paging": Paging(query, page.total, len(page.items)),
-            "couriers": couriers,
+            "deliverymen": deliverymen,
             "deliveries": page.items,
             "back": query.url(),
         },
@@ -212,12 +227,12 @@ async def board_view(api: Api, principal: Principal, query: ListQuery) -> LiveVi
     )
 
 
-async def orders_view(api: Api, principal: Principal, query: ListQuery, *, with_tabs: bool) -> LiveView:
+async def orders_view(api: OrdersApi, principal: Principal, query: ListQuery, *, with_tabs: bool) -> LiveView:
     """A customer's orders, or every order with the status tabs for a manager."""
     if with_tabs:
-        page, tabs = await _counted(api, principal, "/api/orders", query, "orders")
+        page, tabs = await _counted(api.list_orders, principal, query, "orders")
     else:
-        page, tabs = await api.page(principal, "/api/orders", query.api_params()), []
+        page, tabs = await api.list_orders(principal, query.list_request()), []
     return LiveView(
         context={
             "query": query,
@@ -231,8 +246,9 @@ async def orders_view(api: Api, principal: Principal, query: ListQuery, *, with_
     )
 
 
-async def order_view(api: Api, principal: Principal, order_id: str) -> LiveView:
-    order = await api.call(principal, "GET", f"/api/orders/{order_id}")
+async def order_view(api: OrdersApi, principal: Principal, order_id: str) -> LiveView:
+    """One order's page."""
+    order = await api.get_order(principal, order_id)
     return LiveView(
         context={"order": order},
         parts={},
@@ -240,11 +256,11 @@ async def order_view(api: Api, principal: Principal, order_id: str) -> LiveView:
     )
 
 
-async def courier_view(api: Api, principal: Principal, query: ListQuery) -> LiveView:
-    """A courier's round: what to deliver now, the oldest first; then what is done, paged."""
+async def round_view(api: DeliveryApi, principal: Principal, query: ListQuery) -> LiveView:
+    """A deliveryman's round: what to deliver now, the oldest first; then what is done, paged."""
     to_deliver, history = await asyncio.gather(
-        api.page(principal, "/api/delivery/", {"status": "activated", "sort": "oldest", "limit": MOST_OPEN}),
-        api.page(principal, "/api/delivery/", query.api_params()),
+        api.list_deliveries(principal, ListRequest(ListFilter("activated"), sort="oldest", limit=MOST_OPEN)),
+        api.list_deliveries(principal, query.list_request()),
     )
     return LiveView(
         context={
@@ -268,4 +284,4 @@ async def courier_view(api: Api, principal: Principal, query: ListQuery) -> Live
     )
 
 
-HISTORY_TABS = (Tab("done", "Done", {"status": "done"}), Tab("canceled", "Canceled", {"status": "canceled"}))
+HISTORY_TABS = (Tab("done", "Done", ListFilter("done")), Tab("canceled", "Canceled", ListFilter("canceled")))

@@ -18,7 +18,7 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-COURIERS = [
+SEEDED_DELIVERYMEN = [
     {"id": uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a"), "name": "Лаптев Иван Алексаендрович"},
     {"id": uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed"), "name": "Зуев Андрей Сергеевич"},
     {"id": uuid.UUID("45309954-8e3c-4635-8066-b342f634252c"), "name": "Кудж Станислав Алексеевич"},
@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deliverymen")),
     )
-    op.bulk_insert(deliverymen, COURIERS)
+    op.bulk_insert(deliverymen, SEEDED_DELIVERYMEN)
     op.create_table(
         "inbox",
         sa.Column("event_id", sa.Uuid(), nullable=False),
