@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import inspect
 import itertools
 import os
 import socket
@@ -16,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar, overload
+from typing import Protocol, TypeVar
 
 import aio_pika
 import aiormq
@@ -51,6 +50,7 @@ from deliveryhub_kit.outbox import OutboxMessageMixin
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES, ServiceSettings, async_database_url
 from deliveryhub_kit.tokens import TokenIssuer
+from tests.support.waiting import WaitFor, wait_for
 
 T = TypeVar("T")
 
@@ -71,76 +71,6 @@ def migrations_of(service: str) -> Path:
     assert spec is not None, f"{MIGRATIONS[service]} is not installed"
     assert spec.origin is not None
     return Path(spec.origin).parent / "migrations"
-
-
-class WaitFor(Protocol):
-    @overload
-    async def __call__(
-        self,
-        condition: Callable[[], Awaitable[T | None]],
-        *,
-        timeout: float = ...,  # noqa: ASYNC109
-        message: str | None = ...,
-    ) -> T: ...
-
-    @overload
-    async def __call__(
-        self,
-        condition: Callable[[], T | None],
-        *,
-        timeout: float = ...,  # noqa: ASYNC109
-        message: str | None = ...,
-    ) -> T: ...
-
-
-@overload
-async def wait_for(
-    condition: Callable[[], Awaitable[T | None]],
-    *,
-    timeout: float = ...,  # noqa: ASYNC109
-    message: str | None = ...,
-) -> T: ...
-
-
-@overload
-async def wait_for(
-    condition: Callable[[], T | None],
-    *,
-    timeout: float = ...,  # noqa: ASYNC109
-    message: str | None = ...,
-) -> T: ...
-
-
-async def wait_for(
-    condition: Callable[[], object],
-    *,
-    timeout: float = 10.0,  # noqa: ASYNC109 (the deadline is the point of this helper)
-    message: str | None = None,
-) -> object:
-    """Poll `condition` (sync or async) until it returns something truthy, and return that.
-
-    A condition may also raise AssertionError to say what it saw; at the deadline the test fails
-    with `message` and the last thing the condition returned or said.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    interval = 0.01
-    while True:
-        last: object
-        try:
-            result = condition()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            last = result
-        except AssertionError as error:
-            last = error
-        if loop.time() >= deadline:
-            what = message or getattr(condition, "__qualname__", repr(condition))
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last saw: {last!r}")
-        await asyncio.sleep(interval)
-        interval = min(interval * 2, 0.1)
 
 
 @pytest.fixture(name="wait_for", scope="session")

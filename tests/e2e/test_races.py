@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from deliveryhub_kit.identity import Role
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 from .conftest import LAPTEV, ZUEV, System, run_async
 from .test_story import order_body

@@ -32,9 +32,10 @@ from deliveryhub_kit.runtime import ServiceRuntime
 from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_orders.app import create_app as create_orders_app
 from deliveryhub_orders.settings import OrdersSettings
-from tests.conftest import AMQP_URL, POSTGRES_SERVER_URL, BrokerNamespace, Databases, Tokens, wait_for
+from tests.conftest import AMQP_URL, POSTGRES_SERVER_URL, BrokerNamespace, Databases, Tokens
 from tests.faults.processes import ServiceProcess
 from tests.support.proxy import TcpProxy
+from tests.support.waiting import wait_for
 
 ServiceName = Literal["orders", "delivery"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Tokens, wait_for
+from tests.conftest import Tokens
 from tests.faults.amqp_frames import (
     BASIC_CONSUME_OK,
     CHANNEL_OPEN_OK,
@@ -15,6 +15,7 @@ from tests.faults.amqp_frames import (
 )
 from tests.faults.invariants import SystemView, converge
 from tests.faults.system import FaultSystem, Shop, Story
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

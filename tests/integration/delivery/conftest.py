@@ -35,7 +35,8 @@ from deliveryhub_kit.runtime import ServiceRuntime
 from deliveryhub_kit.settings import async_database_url
 
 if TYPE_CHECKING:
-    from tests.conftest import BrokerNamespace, PublishEvent, WaitFor
+    from tests.conftest import BrokerNamespace, PublishEvent
+    from tests.support.waiting import WaitFor
 
 ADDRESS = "Москва, Тверская улица, 7"
 DELIVERY_DATE = datetime(2030, 5, 17, 14, 30, tzinfo=UTC)

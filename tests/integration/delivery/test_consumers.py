@@ -14,15 +14,7 @@ from deliveryhub_delivery.models import Delivery
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.outbox import Outbox, OutboxRelay
 from deliveryhub_kit.rabbitmq import RabbitBroker
-from tests.conftest import (
-    Amqp,
-    BrokerNamespace,
-    PublishEvent,
-    StandInOutbox,
-    Tokens,
-    WaitFor,
-    unused_url,
-)
+from tests.conftest import Amqp, BrokerNamespace, PublishEvent, StandInOutbox, Tokens, unused_url
 from tests.integration.delivery.conftest import (
     ADDRESS,
     DELIVERY_DATE,
@@ -32,6 +24,7 @@ from tests.integration.delivery.conftest import (
     Settle,
     StartDelivery,
 )
+from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ from tests.conftest import AMQP_URL
 from .conftest import DeliveryRecords, OrderEvents, RunningDelivery, Settle
 
 if TYPE_CHECKING:
-    from tests.conftest import Amqp, BrokerNamespace, PublishEvent, WaitFor
+    from tests.conftest import Amqp, BrokerNamespace, PublishEvent
+    from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from tests.support.proxy import TcpProxy
 from .conftest import StartDelivery
 
 if TYPE_CHECKING:
-    from tests.conftest import WaitFor
+    from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

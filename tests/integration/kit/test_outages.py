@@ -27,10 +27,10 @@ from tests.conftest import (
     PublishEvent,
     StandInBase,
     StandInInbox,
-    WaitFor,
 )
 from tests.support.metrics import settled_after_returns
 from tests.support.proxy import TcpProxy
+from tests.support.waiting import WaitFor
 
 from .test_inbox_consumer import applied, order_created_event, record
 

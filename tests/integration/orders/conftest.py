@@ -39,7 +39,8 @@ from deliveryhub_orders.models import InboxMessage, Order, OutboxMessage
 from deliveryhub_orders.settings import OrdersSettings
 
 if TYPE_CHECKING:
-    from tests.conftest import BrokerNamespace, Databases, PublishEvent, Tokens, WaitFor
+    from tests.conftest import BrokerNamespace, Databases, PublishEvent, Tokens
+    from tests.support.waiting import WaitFor
 
 ORDERS_MIGRATIONS = Path(deliveryhub_orders.__file__).parent / "migrations"
 
