@@ -6,20 +6,15 @@ can run twice in a row, in parallel workers, and beside a running system on the 
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
-import itertools
 import os
-import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import aio_pika
 import aiormq
-import asyncpg
 import pytest
 
 # Imported here, at the start: schemathesis's plugin imports its report writer when the session
@@ -33,44 +28,24 @@ from aio_pika.abc import (
     AbstractQueue,
     HeadersType,
 )
-from sqlalchemy import MetaData, String, pool
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from deliveryhub_contracts import topology as contract_topology
 from deliveryhub_contracts.events import Envelope
 from deliveryhub_contracts.topology import Names, QueueSpec, legacy_queues
 from deliveryhub_kit.broker import OutgoingMessage
-from deliveryhub_kit.db import Database, make_metadata
+from deliveryhub_kit.db import Database
 from deliveryhub_kit.identity import Principal, Role
-from deliveryhub_kit.inbox import InboxMessageMixin
 from deliveryhub_kit.keys import KeyPair, generate_key_pair
-from deliveryhub_kit.migrations import create_database_if_missing, drop_database, upgrade
-from deliveryhub_kit.outbox import OutboxMessageMixin
 from deliveryhub_kit.rabbitmq import RabbitBroker
-from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES, ServiceSettings, async_database_url
+from deliveryhub_kit.settings import DEFAULT_AMQP_URL, ServiceSettings, async_database_url
 from deliveryhub_kit.tokens import TokenIssuer
+from tests.support.databases import Databases
+from tests.support.stand_in import StandInBase
 from tests.support.waiting import WaitFor, wait_for
 
 T = TypeVar("T")
 
-POSTGRES_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES).rstrip("/")
 AMQP_URL = os.environ.get("TEST_AMQP_URL", DEFAULT_AMQP_URL)
-
-# The package holding each service's `migrations/`; a new service is one more line here.
-MIGRATIONS: dict[str, str] = {
-    "delivery": "deliveryhub_delivery",
-    "orders": "deliveryhub_orders",
-    "web": "deliveryhub_web",
-}
-
-
-def migrations_of(service: str) -> Path:
-    """The alembic script location of a service."""
-    spec = importlib.util.find_spec(MIGRATIONS[service])
-    assert spec is not None, f"{MIGRATIONS[service]} is not installed"
-    assert spec.origin is not None
-    return Path(spec.origin).parent / "migrations"
 
 
 @pytest.fixture(name="wait_for", scope="session")
@@ -82,109 +57,6 @@ def wait_for_fixture() -> WaitFor:
 def run_id() -> str:
     """Names what this test run creates on the shared servers."""
     return uuid.uuid4().hex[:8]
-
-
-class StandInBase(DeclarativeBase):
-    metadata = make_metadata()
-
-
-class StandInOutbox(OutboxMessageMixin, StandInBase):
-    """The outbox of a stand-in producer service (e.g. orders, as far as delivery can tell)."""
-
-    __tablename__ = "outbox"
-
-
-class StandInInbox(InboxMessageMixin, StandInBase):
-    __tablename__ = "inbox"
-
-
-class StandInApplied(StandInBase):
-    """One row each time a stand-in consumer's handler applies an event."""
-
-    __tablename__ = "applied"
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    order_id: Mapped[uuid.UUID]
-    event_type: Mapped[str] = mapped_column(String(100))
-
-
-class Databases:
-    """Creates fresh databases for one test run; each kind is built once as a template and copied."""
-
-    def __init__(self, run_id: str) -> None:
-        self._run_id = run_id
-        self._numbers = itertools.count(1)
-        self._templates: dict[str, str] = {}
-        self._live: set[str] = set()
-        self._lock = asyncio.Lock()
-
-    def url(self, name: str) -> str:
-        return f"{POSTGRES_SERVER_URL}/{name}"
-
-    async def create_empty(self, label: str) -> str:
-        """A new database with nothing in it."""
-        url = self.url(self._new_name(label))
-        await create_database_if_missing(url)
-        self._live.add(url)
-        return url
-
-    async def create_migrated(self, service: str) -> str:
-        """A new database of `service`, migrated to its newest revision."""
-
-        async def migrate(url: str) -> None:
-            # Alembic runs its own event loop, so it gets a thread of its own.
-            await asyncio.to_thread(upgrade, migrations_of(service), url)
-
-        return await self._copy_of(f"{service}_head", migrate)
-
-    async def create_with_tables(self, label: str, metadata: MetaData) -> str:
-        """A new database holding the tables of `metadata`."""
-
-        async def create_tables(url: str) -> None:
-            engine = create_async_engine(async_database_url(url), poolclass=pool.NullPool)
-            try:
-                async with engine.begin() as connection:
-                    await connection.run_sync(metadata.create_all)
-            finally:
-                await engine.dispose()
-
-        return await self._copy_of(label, create_tables)
-
-    async def drop(self, url: str) -> None:
-        await drop_database(url)
-        self._live.discard(url)
-
-    async def drop_all(self) -> None:
-        for url in [*self._live, *self._templates.values()]:
-            await drop_database(url)
-        self._live.clear()
-        self._templates.clear()
-
-    def _new_name(self, label: str) -> str:
-        return f"dh_test_{self._run_id}_{label}_{next(self._numbers)}"
-
-    async def _copy_of(self, kind: str, build: Callable[[str], Awaitable[None]]) -> str:
-        async with self._lock:
-            template = self._templates.get(kind)
-            if template is None:
-                template = self.url(self._new_name(f"{kind}_template"))
-                await create_database_if_missing(template)
-                self._templates[kind] = template
-                await build(template)
-        url = self.url(self._new_name(kind))
-        connection = await asyncpg.connect(self.url("postgres"), timeout=10)
-        try:
-            await connection.execute(
-                f'CREATE DATABASE "{_database_name(url)}" TEMPLATE "{_database_name(template)}"'
-            )
-        finally:
-            await connection.close()
-        self._live.add(url)
-        return url
-
-
-def _database_name(url: str) -> str:
-    return url.rsplit("/", 1)[1]
 
 
 @pytest.fixture(scope="session")
@@ -210,14 +82,6 @@ async def stand_in_database(databases: Databases) -> AsyncIterator[Database]:
     yield database
     await database.dispose()
     await databases.drop(url)
-
-
-def unused_url(scheme: str) -> str:
-    """A URL on a local port where nothing listens: a server that is down."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"{scheme}://guest:guest@127.0.0.1:{port}/unreachable"
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,8 @@ from deliveryhub_orders.app import create_app as create_orders_app
 from deliveryhub_orders.settings import OrdersSettings
 
 if TYPE_CHECKING:
-    from tests.conftest import Amqp, BrokerNamespace, Databases, Tap, Tokens
+    from tests.conftest import Amqp, BrokerNamespace, Tap, Tokens
+    from tests.support.databases import Databases
     from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration

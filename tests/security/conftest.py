@@ -31,9 +31,10 @@ from deliveryhub_orders.app import create_app as create_orders_app
 from deliveryhub_orders.models import Order
 from deliveryhub_orders.models import OutboxMessage as OrdersOutbox
 from deliveryhub_orders.settings import OrdersSettings
-from tests.conftest import BrokerNamespace, Databases, Tokens, delete_broker_names
+from tests.conftest import BrokerNamespace, Tokens, delete_broker_names
 from tests.integration.delivery.conftest import DeliveryRecords
 from tests.integration.orders.conftest import OrdersRecords, order_body
+from tests.support.databases import Databases
 from tests.support.waiting import WaitFor
 
 LAPTEV = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")

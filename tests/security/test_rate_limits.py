@@ -11,7 +11,8 @@ import pytest
 from deliveryhub_kit.keys import KeyPair
 from deliveryhub_orders.app import create_app
 from deliveryhub_orders.settings import OrdersSettings
-from tests.conftest import AMQP_URL, BrokerNamespace, Databases, Tokens
+from tests.conftest import AMQP_URL, BrokerNamespace, Tokens
+from tests.support.databases import Databases
 
 pytestmark = pytest.mark.integration
 

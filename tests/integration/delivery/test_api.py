@@ -14,7 +14,7 @@ from deliveryhub_delivery.service import delivery_service
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.keys import generate_key_pair
 from deliveryhub_kit.tokens import TokenIssuer
-from tests.conftest import Amqp, Tokens, unused_url
+from tests.conftest import Amqp, Tokens
 from tests.integration.delivery.conftest import (
     ADDRESS,
     DeliveryRecords,
@@ -22,6 +22,7 @@ from tests.integration.delivery.conftest import (
     RunningDelivery,
     StartDelivery,
 )
+from tests.support.ports import unused_url
 
 pytestmark = pytest.mark.integration
 

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-import deliveryhub_orders
 from deliveryhub_contracts.events import (
     DELIVERY_SOURCE,
     DeliveryAppointed,
@@ -31,7 +27,6 @@ from deliveryhub_contracts.events import (
 from deliveryhub_contracts.topology import ORDERS_DELIVERY_EVENTS, Names
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.keys import KeyPair
-from deliveryhub_kit.migrations import upgrade
 from deliveryhub_kit.runtime import ServiceRuntime
 from deliveryhub_kit.settings import async_database_url
 from deliveryhub_orders.app import create_app
@@ -39,10 +34,9 @@ from deliveryhub_orders.models import InboxMessage, Order, OutboxMessage
 from deliveryhub_orders.settings import OrdersSettings
 
 if TYPE_CHECKING:
-    from tests.conftest import BrokerNamespace, Databases, PublishEvent, Tokens
+    from tests.conftest import BrokerNamespace, PublishEvent, Tokens
+    from tests.support.databases import Databases
     from tests.support.waiting import WaitFor
-
-ORDERS_MIGRATIONS = Path(deliveryhub_orders.__file__).parent / "migrations"
 
 ADDRESS = "Москва, Тверская улица, 7"
 DELIVERY_DATE = datetime(2030, 5, 17, 14, 30, tzinfo=UTC)
@@ -50,28 +44,10 @@ LAPTEV = Deliveryman(id=uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a"), name=
 ZUEV = Deliveryman(id=uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed"), name="Зуев Андрей Сергеевич")
 
 
-@pytest.fixture(scope="session")
-async def orders_template_url(databases: Databases) -> str:
-    """An orders database at the newest revision, copied for each test (dropped with the run's)."""
-    url = await databases.create_empty("orders_template")
-    # Alembic runs its own event loop, so it gets a thread of its own.
-    await asyncio.to_thread(upgrade, ORDERS_MIGRATIONS, url)
-    return url
-
-
 @pytest.fixture
-async def orders_database_url(
-    databases: Databases, orders_template_url: str, run_id: str
-) -> AsyncIterator[str]:
+async def orders_database_url(databases: Databases) -> AsyncIterator[str]:
     """A fresh orders database at the newest revision."""
-    name = f"dh_test_{run_id}_orders_{uuid.uuid4().hex[:8]}"
-    template = orders_template_url.rsplit("/", 1)[1]
-    connection = await asyncpg.connect(databases.url("postgres"), timeout=10)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    finally:
-        await connection.close()
-    url = databases.url(name)
+    url = await databases.create_migrated("orders")
     yield url
     await databases.drop(url)
 

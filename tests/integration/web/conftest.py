@@ -41,7 +41,7 @@ from deliveryhub_web.settings import WebSettings
 from tests.integration.delivery.conftest import start_delivery  # noqa: F401
 
 if TYPE_CHECKING:
-    from tests.conftest import Databases
+    from tests.support.databases import Databases
 
 ORDERS_URL = "http://orders.test"
 DELIVERY_URL = "http://delivery.test"
