@@ -58,11 +58,11 @@ from deliveryhub_kit.migrations import drop_database, server_connection
 from deliveryhub_kit.passwords import DEVELOPMENT_PASSWORDS, password_in, read_password_file
 from deliveryhub_web.service import DEMO_ACCOUNTS
 from deliveryhub_web.settings import WebSettings
+from tests.support.broker import AMQP_URL, BrokerNamespace, delete_broker_names
 from tests.support.databases import POSTGRES_SERVER_URL
 from tests.support.scram import scram_verifies
 from tests.support.waiting import eventually
 
-from ..conftest import AMQP_URL, BrokerNamespace, delete_broker_names
 from ..e2e import test_story as story
 from ..e2e.conftest import System, free_port
 from .artifacts import (

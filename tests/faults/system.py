@@ -32,10 +32,11 @@ from deliveryhub_kit.runtime import ServiceRuntime
 from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_orders.app import create_app as create_orders_app
 from deliveryhub_orders.settings import OrdersSettings
-from tests.conftest import AMQP_URL, BrokerNamespace, Tokens
 from tests.faults.processes import ServiceProcess
+from tests.support.broker import AMQP_URL, BrokerNamespace
 from tests.support.databases import POSTGRES_SERVER_URL, Databases
 from tests.support.proxy import TcpProxy
+from tests.support.tokens import Tokens
 from tests.support.waiting import wait_for
 
 ServiceName = Literal["orders", "delivery"]

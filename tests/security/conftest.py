@@ -31,10 +31,11 @@ from deliveryhub_orders.app import create_app as create_orders_app
 from deliveryhub_orders.models import Order
 from deliveryhub_orders.models import OutboxMessage as OrdersOutbox
 from deliveryhub_orders.settings import OrdersSettings
-from tests.conftest import BrokerNamespace, Tokens, delete_broker_names
 from tests.integration.delivery.conftest import DeliveryRecords
 from tests.integration.orders.conftest import OrdersRecords, order_body
+from tests.support.broker import BrokerNamespace, delete_broker_names
 from tests.support.databases import Databases
+from tests.support.tokens import Tokens
 from tests.support.waiting import WaitFor
 
 LAPTEV = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
@@ -227,8 +228,7 @@ class Servers:
 @pytest.fixture(scope="package")
 async def servers(databases: Databases) -> AsyncIterator[Servers]:
     """Databases and broker names of the security tests' two services, removed at the end."""
-    token = uuid.uuid4().hex[:12]
-    namespace = BrokerNamespace(prefix=f"t-{token}.", legacy_prefix=f"t-{token}-legacy_")
+    namespace = BrokerNamespace.fresh()
     orders_url = await databases.create_migrated("orders")
     delivery_url = await databases.create_migrated("delivery")
     yield Servers(orders_url, delivery_url, namespace.prefix)

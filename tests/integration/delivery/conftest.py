@@ -35,7 +35,7 @@ from deliveryhub_kit.runtime import ServiceRuntime
 from deliveryhub_kit.settings import async_database_url
 
 if TYPE_CHECKING:
-    from tests.conftest import BrokerNamespace, PublishEvent
+    from tests.support.broker import BrokerNamespace, PublishEvent
     from tests.support.waiting import WaitFor
 
 ADDRESS = "Москва, Тверская улица, 7"

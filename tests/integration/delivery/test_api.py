@@ -14,7 +14,6 @@ from deliveryhub_delivery.service import delivery_service
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.keys import generate_key_pair
 from deliveryhub_kit.tokens import TokenIssuer
-from tests.conftest import Amqp, Tokens
 from tests.integration.delivery.conftest import (
     ADDRESS,
     DeliveryRecords,
@@ -22,7 +21,9 @@ from tests.integration.delivery.conftest import (
     RunningDelivery,
     StartDelivery,
 )
+from tests.support.broker import Amqp
 from tests.support.ports import unused_url
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,6 @@ from deliveryhub_delivery.models import Delivery
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.outbox import Outbox, OutboxRelay
 from deliveryhub_kit.rabbitmq import RabbitBroker
-from tests.conftest import Amqp, BrokerNamespace, PublishEvent, Tokens
 from tests.integration.delivery.conftest import (
     ADDRESS,
     DELIVERY_DATE,
@@ -24,8 +23,10 @@ from tests.integration.delivery.conftest import (
     Settle,
     StartDelivery,
 )
+from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
 from tests.support.ports import unused_url
 from tests.support.stand_in import StandInOutbox
+from tests.support.tokens import Tokens
 from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.settings import async_database_url
 from deliveryhub_kit.topology import service_topology
-from tests.conftest import Amqp, BrokerNamespace, PublishEvent
+from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
 from tests.support.databases import POSTGRES_SERVER_URL, Databases
 from tests.support.metrics import settled_after_returns
 from tests.support.proxy import TcpProxy

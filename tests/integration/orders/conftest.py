@@ -34,8 +34,9 @@ from deliveryhub_orders.models import InboxMessage, Order, OutboxMessage
 from deliveryhub_orders.settings import OrdersSettings
 
 if TYPE_CHECKING:
-    from tests.conftest import BrokerNamespace, PublishEvent, Tokens
+    from tests.support.broker import BrokerNamespace, PublishEvent
     from tests.support.databases import Databases
+    from tests.support.tokens import Tokens
     from tests.support.waiting import WaitFor
 
 ADDRESS = "Москва, Тверская улица, 7"

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from deliveryhub_contracts.events import parse_envelope
-from tests.conftest import Amqp, Tokens
 from tests.integration.orders.conftest import (
     ADDRESS,
     DELIVERY_DATE,
@@ -19,6 +18,8 @@ from tests.integration.orders.conftest import (
     RunningOrders,
     order_body,
 )
+from tests.support.broker import Amqp
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from deliveryhub_contracts.events import parse_envelope
-from tests.conftest import Amqp, PublishEvent
 from tests.integration.orders.conftest import (
     LAPTEV,
     ZUEV,
@@ -20,6 +19,7 @@ from tests.integration.orders.conftest import (
     RunningOrders,
     Settle,
 )
+from tests.support.broker import Amqp, PublishEvent
 from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration

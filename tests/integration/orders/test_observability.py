@@ -29,8 +29,9 @@ from deliveryhub_kit.settings import async_database_url
 from .conftest import RunningOrders, order_body
 
 if TYPE_CHECKING:
-    from tests.conftest import Amqp, BrokerNamespace, Tokens
+    from tests.support.broker import Amqp, BrokerNamespace
     from tests.support.databases import Databases
+    from tests.support.tokens import Tokens
     from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
