@@ -10,8 +10,8 @@ import pytest
 
 from deliveryhub_cli.dead_letters import run_dead_letters
 from tests.support.broker import AMQP_URL
-
-from .conftest import DeliveryRecords, OrderEvents, RunningDelivery, Settle
+from tests.support.delivery import DeliveryRecords, RunningDelivery, Settle
+from tests.support.events import OrderEvents
 
 if TYPE_CHECKING:
     from tests.support.broker import Amqp, BrokerNamespace, PublishEvent

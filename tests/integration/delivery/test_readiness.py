@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from tests.support.delivery import StartDelivery
 from tests.support.proxy import TcpProxy
-
-from .conftest import StartDelivery
 
 if TYPE_CHECKING:
     from tests.support.waiting import WaitFor

@@ -25,8 +25,7 @@ from deliveryhub_kit.db import Database
 from deliveryhub_kit.keys import KeyPair
 from deliveryhub_kit.runtime import ServiceRuntime
 from deliveryhub_kit.settings import async_database_url
-
-from .conftest import RunningOrders, order_body
+from tests.support.orders import RunningOrders, order_body
 
 if TYPE_CHECKING:
     from tests.support.broker import Amqp, BrokerNamespace
