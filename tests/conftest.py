@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests that talk to the real PostgreSQL and RabbitMQ.
+"""Fixtures shared by the tests that talk to the real PostgreSQL and RabbitMQ (the helpers: tests/support).
 
 Every test gets databases and broker names of its own and removes them when it ends, so the suite
 can run twice in a row, in parallel workers, and beside a running system on the same servers.
@@ -6,141 +6,30 @@ can run twice in a row, in parallel workers, and beside a running system on the 
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
-import inspect
-import itertools
-import os
-import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol, TypeVar, overload
 
 import aio_pika
-import aiormq
-import asyncpg
 import pytest
 
 # Imported here, at the start: schemathesis's plugin imports its report writer when the session
 # ends, and on Python 3.11.7 parsing a module that late (pytest rewrites the plugin's asserts)
 # can fail with "AST constructor recursion depth mismatch", failing a green run.
 import schemathesis.reporting.html.writer  # noqa: F401
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractConnection,
-    AbstractIncomingMessage,
-    AbstractQueue,
-    HeadersType,
-)
-from sqlalchemy import MetaData, String, pool
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from aio_pika.abc import AbstractConnection
 
-from deliveryhub_contracts import topology as contract_topology
 from deliveryhub_contracts.events import Envelope
-from deliveryhub_contracts.topology import Names, QueueSpec, legacy_queues
 from deliveryhub_kit.broker import OutgoingMessage
-from deliveryhub_kit.db import Database, make_metadata
-from deliveryhub_kit.identity import Principal, Role
-from deliveryhub_kit.inbox import InboxMessageMixin
+from deliveryhub_kit.db import Database
 from deliveryhub_kit.keys import KeyPair, generate_key_pair
-from deliveryhub_kit.migrations import create_database_if_missing, drop_database, upgrade
-from deliveryhub_kit.outbox import OutboxMessageMixin
 from deliveryhub_kit.rabbitmq import RabbitBroker
-from deliveryhub_kit.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES, ServiceSettings, async_database_url
-from deliveryhub_kit.tokens import TokenIssuer
-
-T = TypeVar("T")
-
-POSTGRES_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES).rstrip("/")
-AMQP_URL = os.environ.get("TEST_AMQP_URL", DEFAULT_AMQP_URL)
-
-# The package holding each service's `migrations/`; a new service is one more line here.
-MIGRATIONS: dict[str, str] = {
-    "delivery": "deliveryhub_delivery",
-    "orders": "deliveryhub_orders",
-    "web": "deliveryhub_web",
-}
-
-
-def migrations_of(service: str) -> Path:
-    """The alembic script location of a service."""
-    spec = importlib.util.find_spec(MIGRATIONS[service])
-    assert spec is not None, f"{MIGRATIONS[service]} is not installed"
-    assert spec.origin is not None
-    return Path(spec.origin).parent / "migrations"
-
-
-class WaitFor(Protocol):
-    @overload
-    async def __call__(
-        self,
-        condition: Callable[[], Awaitable[T | None]],
-        *,
-        timeout: float = ...,  # noqa: ASYNC109
-        message: str | None = ...,
-    ) -> T: ...
-
-    @overload
-    async def __call__(
-        self,
-        condition: Callable[[], T | None],
-        *,
-        timeout: float = ...,  # noqa: ASYNC109
-        message: str | None = ...,
-    ) -> T: ...
-
-
-@overload
-async def wait_for(
-    condition: Callable[[], Awaitable[T | None]],
-    *,
-    timeout: float = ...,  # noqa: ASYNC109
-    message: str | None = ...,
-) -> T: ...
-
-
-@overload
-async def wait_for(
-    condition: Callable[[], T | None],
-    *,
-    timeout: float = ...,  # noqa: ASYNC109
-    message: str | None = ...,
-) -> T: ...
-
-
-async def wait_for(
-    condition: Callable[[], object],
-    *,
-    timeout: float = 10.0,  # noqa: ASYNC109 (the deadline is the point of this helper)
-    message: str | None = None,
-) -> object:
-    """Poll `condition` (sync or async) until it returns something truthy, and return that.
-
-    A condition may also raise AssertionError to say what it saw; at the deadline the test fails
-    with `message` and the last thing the condition returned or said.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    interval = 0.01
-    while True:
-        last: object
-        try:
-            result = condition()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            last = result
-        except AssertionError as error:
-            last = error
-        if loop.time() >= deadline:
-            what = message or getattr(condition, "__qualname__", repr(condition))
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last saw: {last!r}")
-        await asyncio.sleep(interval)
-        interval = min(interval * 2, 0.1)
+from deliveryhub_kit.settings import async_database_url
+from tests.support.broker import AMQP_URL, Amqp, BrokerNamespace, PublishEvent, delete_broker_names
+from tests.support.databases import Databases
+from tests.support.stand_in import StandInBase
+from tests.support.tokens import Tokens
+from tests.support.waiting import WaitFor, wait_for
 
 
 @pytest.fixture(name="wait_for", scope="session")
@@ -152,109 +41,6 @@ def wait_for_fixture() -> WaitFor:
 def run_id() -> str:
     """Names what this test run creates on the shared servers."""
     return uuid.uuid4().hex[:8]
-
-
-class StandInBase(DeclarativeBase):
-    metadata = make_metadata()
-
-
-class StandInOutbox(OutboxMessageMixin, StandInBase):
-    """The outbox of a stand-in producer service (e.g. orders, as far as delivery can tell)."""
-
-    __tablename__ = "outbox"
-
-
-class StandInInbox(InboxMessageMixin, StandInBase):
-    __tablename__ = "inbox"
-
-
-class StandInApplied(StandInBase):
-    """One row each time a stand-in consumer's handler applies an event."""
-
-    __tablename__ = "applied"
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    order_id: Mapped[uuid.UUID]
-    event_type: Mapped[str] = mapped_column(String(100))
-
-
-class Databases:
-    """Creates fresh databases for one test run; each kind is built once as a template and copied."""
-
-    def __init__(self, run_id: str) -> None:
-        self._run_id = run_id
-        self._numbers = itertools.count(1)
-        self._templates: dict[str, str] = {}
-        self._live: set[str] = set()
-        self._lock = asyncio.Lock()
-
-    def url(self, name: str) -> str:
-        return f"{POSTGRES_SERVER_URL}/{name}"
-
-    async def create_empty(self, label: str) -> str:
-        """A new database with nothing in it."""
-        url = self.url(self._new_name(label))
-        await create_database_if_missing(url)
-        self._live.add(url)
-        return url
-
-    async def create_migrated(self, service: str) -> str:
-        """A new database of `service`, migrated to its newest revision."""
-
-        async def migrate(url: str) -> None:
-            # Alembic runs its own event loop, so it gets a thread of its own.
-            await asyncio.to_thread(upgrade, migrations_of(service), url)
-
-        return await self._copy_of(f"{service}_head", migrate)
-
-    async def create_with_tables(self, label: str, metadata: MetaData) -> str:
-        """A new database holding the tables of `metadata`."""
-
-        async def create_tables(url: str) -> None:
-            engine = create_async_engine(async_database_url(url), poolclass=pool.NullPool)
-            try:
-                async with engine.begin() as connection:
-                    await connection.run_sync(metadata.create_all)
-            finally:
-                await engine.dispose()
-
-        return await self._copy_of(label, create_tables)
-
-    async def drop(self, url: str) -> None:
-        await drop_database(url)
-        self._live.discard(url)
-
-    async def drop_all(self) -> None:
-        for url in [*self._live, *self._templates.values()]:
-            await drop_database(url)
-        self._live.clear()
-        self._templates.clear()
-
-    def _new_name(self, label: str) -> str:
-        return f"dh_test_{self._run_id}_{label}_{next(self._numbers)}"
-
-    async def _copy_of(self, kind: str, build: Callable[[str], Awaitable[None]]) -> str:
-        async with self._lock:
-            template = self._templates.get(kind)
-            if template is None:
-                template = self.url(self._new_name(f"{kind}_template"))
-                await create_database_if_missing(template)
-                self._templates[kind] = template
-                await build(template)
-        url = self.url(self._new_name(kind))
-        connection = await asyncpg.connect(self.url("postgres"), timeout=10)
-        try:
-            await connection.execute(
-                f'CREATE DATABASE "{_database_name(url)}" TEMPLATE "{_database_name(template)}"'
-            )
-        finally:
-            await connection.close()
-        self._live.add(url)
-        return url
-
-
-def _database_name(url: str) -> str:
-    return url.rsplit("/", 1)[1]
 
 
 @pytest.fixture(scope="session")
@@ -282,89 +68,14 @@ async def stand_in_database(databases: Databases) -> AsyncIterator[Database]:
     await databases.drop(url)
 
 
-def unused_url(scheme: str) -> str:
-    """A URL on a local port where nothing listens: a server that is down."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"{scheme}://guest:guest@127.0.0.1:{port}/unreachable"
-
-
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
     return AMQP_URL
 
 
-def _contract_queue_specs() -> list[QueueSpec]:
-    return [value for value in vars(contract_topology).values() if isinstance(value, QueueSpec)]
-
-
-@dataclass
-class BrokerNamespace:
-    """The broker names of one test; everything named here is deleted when the test ends."""
-
-    prefix: str
-    legacy_prefix: str
-    extra_queues: list[str] = field(default_factory=list)
-    # Delays of retry queues a test declares beyond the default ones.
-    retry_delays: list[float] = field(default_factory=list)
-
-    @property
-    def names(self) -> Names:
-        return Names(self.prefix)
-
-    @property
-    def exchange(self) -> str:
-        return self.names.exchange
-
-    def queue(self, spec: QueueSpec) -> str:
-        return self.names.queue(spec)
-
-    def track_queue(self, name: str) -> str:
-        """Have a queue the test declares itself deleted at the end."""
-        self.extra_queues.append(name)
-        return name
-
-    def new_queue_name(self, label: str) -> str:
-        return self.track_queue(f"{self.prefix}{label}-{uuid.uuid4().hex[:6]}")
-
-    def queues(self) -> list[str]:
-        consuming = [self.queue(spec) for spec in _contract_queue_specs()]
-        consuming += [*legacy_queues(self.legacy_prefix), *self.extra_queues]
-        delays = {*ServiceSettings.model_fields["retry_delays_seconds"].default, *self.retry_delays}
-        return (
-            consuming
-            + [Names.dead_letter_queue(name) for name in consuming]
-            + [Names.retry_queue(name, delay) for name in consuming for delay in delays]
-        )
-
-    def exchanges(self) -> list[str]:
-        return [self.exchange]
-
-
-async def delete_broker_names(namespace: BrokerNamespace) -> None:
-    """Delete every queue and exchange the namespace may have declared."""
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    try:
-        channel = await connection.channel()
-        for queue in namespace.queues():
-            try:
-                await channel.queue_delete(queue)
-            except aiormq.exceptions.ChannelClosed:
-                channel = await connection.channel()  # an error closes the channel
-        for exchange in namespace.exchanges():
-            try:
-                await channel.exchange_delete(exchange)
-            except aiormq.exceptions.ChannelClosed:
-                channel = await connection.channel()
-    finally:
-        await connection.close()
-
-
 @pytest.fixture
 async def broker_namespace() -> AsyncIterator[BrokerNamespace]:
-    token = uuid.uuid4().hex[:12]
-    namespace = BrokerNamespace(prefix=f"t-{token}.", legacy_prefix=f"t-{token}-legacy_")
+    namespace = BrokerNamespace.fresh()
     yield namespace
     await delete_broker_names(namespace)
 
@@ -393,105 +104,9 @@ async def amqp_connection() -> AsyncIterator[AbstractConnection]:
     await connection.close()
 
 
-class Tap:
-    """A queue bound to the test's exchange that keeps a copy of what is published there."""
-
-    def __init__(self, queue: AbstractQueue) -> None:
-        self.queue = queue
-
-    async def get(self) -> AbstractIncomingMessage | None:
-        return await self.queue.get(no_ack=True, fail=False)
-
-    async def take(
-        self,
-        count: int,
-        *,
-        timeout: float = 10.0,  # noqa: ASYNC109
-    ) -> list[AbstractIncomingMessage]:
-        """The next `count` messages, failing if they do not arrive within `timeout`."""
-        taken: list[AbstractIncomingMessage] = []
-        for _ in range(count):
-            taken.append(
-                await wait_for(self.get, timeout=timeout, message=f"message {len(taken) + 1} of {count}")
-            )
-        return taken
-
-
-class Amqp:
-    """The test's own side of the broker: raw publishing, reading queues, tapping the exchange."""
-
-    def __init__(self, connection: AbstractConnection, namespace: BrokerNamespace) -> None:
-        self._connection = connection
-        self.namespace = namespace
-        self._channel: AbstractChannel | None = None
-
-    async def channel(self) -> AbstractChannel:
-        if self._channel is None or self._channel.is_closed:
-            self._channel = await self._connection.channel()
-        return self._channel
-
-    async def publish(
-        self,
-        routing_key: str,
-        body: bytes,
-        *,
-        exchange: str = "",
-        message_id: str | None = None,
-        headers: HeadersType | None = None,
-        content_type: str | None = "application/json",
-    ) -> None:
-        """Publish as another client would; without `message_id` aio-pika makes up a random one."""
-        channel = await self.channel()
-        target = channel.default_exchange if exchange == "" else await channel.get_exchange(exchange)
-        await target.publish(
-            aio_pika.Message(
-                body,
-                message_id=message_id,
-                headers=dict(headers or {}),
-                content_type=content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key,
-        )
-
-    async def get(self, queue: str) -> AbstractIncomingMessage | None:
-        """Take one message off `queue`, or None if it has none ready."""
-        declared = await (await self.channel()).get_queue(queue, ensure=False)
-        return await declared.get(no_ack=True, fail=False)
-
-    async def message_count(self, queue: str) -> int:
-        """How many messages wait in `queue`, ready to be delivered (not those a consumer holds)."""
-        channel = await self._connection.channel()
-        try:
-            declared = await channel.declare_queue(queue, passive=True)
-        finally:
-            await channel.close()
-        count = declared.declaration_result.message_count
-        assert count is not None
-        return count
-
-    async def declare_exchange(self) -> None:
-        """The test's events exchange, declared as the services declare it."""
-        channel = await self.channel()
-        await channel.declare_exchange(self.namespace.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-
-    async def tap(self, binding_key: str = "#") -> Tap:
-        """A new queue that receives a copy of what the exchange routes by `binding_key`."""
-        await self.declare_exchange()
-        channel = await self.channel()
-        name = self.namespace.new_queue_name("tap")
-        queue = await channel.declare_queue(name, exclusive=True)
-        await queue.bind(self.namespace.exchange, binding_key)
-        return Tap(queue)
-
-
 @pytest.fixture
 async def amqp(amqp_connection: AbstractConnection, broker_namespace: BrokerNamespace) -> Amqp:
     return Amqp(amqp_connection, broker_namespace)
-
-
-class PublishEvent(Protocol):
-    async def __call__(self, envelope: Envelope) -> None: ...
 
 
 @pytest.fixture
@@ -513,36 +128,9 @@ def key_pair() -> KeyPair:
     return generate_key_pair()
 
 
-@dataclass(frozen=True)
-class Tokens:
-    """Authorization headers for callers of each role, signed by the test's key pair."""
-
-    issuer: TokenIssuer
-
-    def headers(self, principal: Principal) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.issuer.issue(principal)}"}
-
-    def manager(self) -> dict[str, str]:
-        return self.headers(Principal(subject=uuid.uuid4(), role=Role.MANAGER))
-
-    def customer(self, customer_id: uuid.UUID | None = None) -> dict[str, str]:
-        return self.headers(Principal(subject=customer_id or uuid.uuid4(), role=Role.CUSTOMER))
-
-    def courier(self, deliveryman_id: uuid.UUID) -> dict[str, str]:
-        principal = Principal(subject=uuid.uuid4(), role=Role.COURIER, deliveryman_id=deliveryman_id)
-        return self.headers(principal)
-
-
 @pytest.fixture(scope="session")
 def tokens(key_pair: KeyPair) -> Tokens:
-    defaults = ServiceSettings.model_fields
-    return Tokens(
-        TokenIssuer(
-            key_pair.private_pem,
-            issuer=str(defaults["jwt_issuer"].default),
-            audience=str(defaults["jwt_audience"].default),
-        )
-    )
+    return Tokens.signed_by(key_pair)
 
 
 TESTS = Path(__file__).parent

@@ -24,9 +24,9 @@ import asyncpg
 import pytest
 
 from deliveryhub_kit.migrations import server_connection
+from tests.support.databases import POSTGRES_SERVER_URL
 from tests.support.scram import scram_verifies
 
-from ..conftest import POSTGRES_SERVER_URL
 from .artifacts import POSTGRES_INIT_RUNNER, DatabaseRole, PostgresInit
 
 

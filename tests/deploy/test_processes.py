@@ -58,12 +58,14 @@ from deliveryhub_kit.migrations import drop_database, server_connection
 from deliveryhub_kit.passwords import DEVELOPMENT_PASSWORDS, password_in, read_password_file
 from deliveryhub_web.service import DEMO_ACCOUNTS
 from deliveryhub_web.settings import WebSettings
+from tests.support import story
+from tests.support.broker import AMQP_URL, BrokerNamespace, delete_broker_names
+from tests.support.databases import POSTGRES_SERVER_URL
+from tests.support.ports import free_port
+from tests.support.running_system import System
 from tests.support.scram import scram_verifies
 from tests.support.waiting import eventually
 
-from ..conftest import AMQP_URL, POSTGRES_SERVER_URL, BrokerNamespace, delete_broker_names
-from ..e2e import test_story as story
-from ..e2e.conftest import System, free_port
 from .artifacts import (
     OWNER_ARGUMENT,
     Json,
@@ -602,7 +604,7 @@ def test_the_services_connect_as_the_users_the_access_job_made(stack: Stack, sys
 
 
 def test_the_story_ends_delivered_through_the_gateway(system: System) -> None:
-    story.test_the_whole_story_ends_delivered(system)
+    story.the_whole_story_ends_delivered(system)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DELIVERYHUB
+from tests.support.running_system import DELIVERYHUB
 
 pytestmark = pytest.mark.e2e
 

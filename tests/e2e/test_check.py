@@ -13,9 +13,8 @@ from deliveryhub_cli.check import read_only_engine
 from deliveryhub_cli.embedded import EmbeddedData
 from deliveryhub_cli.services import database_url
 from deliveryhub_kit.settings import DEFAULT_POSTGRES
+from tests.support.running_system import DELIVERYHUB, System, run_async
 from tests.support.waiting import eventually
-
-from .conftest import DELIVERYHUB, System, run_async
 
 pytestmark = pytest.mark.e2e
 

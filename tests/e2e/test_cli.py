@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from .conftest import DELIVERYHUB, System, free_port
+from tests.support.ports import free_port
+from tests.support.running_system import DELIVERYHUB, System
 
 pytestmark = pytest.mark.e2e
 

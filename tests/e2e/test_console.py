@@ -10,9 +10,9 @@ import pytest
 from playwright.sync_api import expect
 
 from deliveryhub_kit.identity import Role
+from tests.support.console import Console
+from tests.support.running_system import LAPTEV, ZUEV, System
 from tests.support.waiting import eventually
-
-from .conftest import LAPTEV, ZUEV, Console, System
 
 pytestmark = pytest.mark.e2e
 

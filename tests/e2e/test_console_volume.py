@@ -25,8 +25,9 @@ from deliveryhub_kit.db import Database
 from deliveryhub_kit.identity import Role
 from deliveryhub_kit.settings import DEFAULT_POSTGRES, async_database_url
 from deliveryhub_orders.models import Order
-
-from .conftest import DEMO_PASSWORD, LAPTEV, Console, System, free_port, port_of, run_async, system_on_servers
+from tests.support.console import DEMO_PASSWORD, Console
+from tests.support.ports import free_port
+from tests.support.running_system import LAPTEV, System, port_of, run_async, system_on_servers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 

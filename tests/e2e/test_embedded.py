@@ -16,10 +16,17 @@ import httpx
 import pytest
 
 from deliveryhub_kit.identity import Role
+from tests.support.ports import free_port
+from tests.support.running_system import (
+    DELIVERYHUB,
+    LAPTEV,
+    System,
+    new_embedded_system,
+    start_embedded,
+    stop,
+)
+from tests.support.story import ok, ok_list, order_body
 from tests.support.waiting import eventually
-
-from .conftest import DELIVERYHUB, LAPTEV, System, free_port, new_embedded_system, start_embedded, stop
-from .test_story import ok, ok_list, order_body
 
 pytestmark = pytest.mark.e2e
 

@@ -10,10 +10,9 @@ import httpx
 import pytest
 
 from deliveryhub_kit.identity import Role
-from tests.conftest import wait_for
-
-from .conftest import LAPTEV, ZUEV, System, run_async
-from .test_story import order_body
+from tests.support.running_system import LAPTEV, ZUEV, System, run_async
+from tests.support.story import order_body
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

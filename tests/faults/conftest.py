@@ -11,10 +11,11 @@ from aio_pika.abc import AbstractConnection
 
 from deliveryhub_kit.keys import KeyPair
 from deliveryhub_kit.rabbitmq import RabbitBroker
-from tests.conftest import Amqp, BrokerNamespace, Databases
 from tests.faults.invariants import CHECKED, SystemView
 from tests.faults.report import ScenarioRecord, save
 from tests.faults.system import FaultSystem, Lines, fault_system
+from tests.support.broker import Amqp, BrokerNamespace
+from tests.support.databases import Databases
 
 PHASES = pytest.StashKey[dict[str, pytest.TestReport]]()
 

@@ -24,8 +24,9 @@ from deliveryhub_kit.settings import async_database_url
 from deliveryhub_orders.models import InboxMessage as OrdersInbox
 from deliveryhub_orders.models import Order
 from deliveryhub_orders.models import OutboxMessage as OrdersOutbox
-from tests.conftest import Amqp, wait_for
 from tests.faults.system import EXPECTED_STATES, RETRY_DELAYS, FaultSystem, Story
+from tests.support.broker import Amqp
+from tests.support.waiting import wait_for
 
 # What the check verifies, in the words of the report.
 CHECKED = (

@@ -17,8 +17,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from deliveryhub_cli.services import SERVICES, ServiceSpec
-from tests.conftest import wait_for
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 def service_spec(name: str) -> ServiceSpec:

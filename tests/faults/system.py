@@ -32,9 +32,13 @@ from deliveryhub_kit.runtime import ServiceRuntime
 from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_orders.app import create_app as create_orders_app
 from deliveryhub_orders.settings import OrdersSettings
-from tests.conftest import AMQP_URL, POSTGRES_SERVER_URL, BrokerNamespace, Databases, Tokens, wait_for
 from tests.faults.processes import ServiceProcess
+from tests.support.broker import AMQP_URL, BrokerNamespace
+from tests.support.databases import POSTGRES_SERVER_URL, Databases
 from tests.support.proxy import TcpProxy
+from tests.support.services import runtime_of, start_in_process
+from tests.support.tokens import Tokens
+from tests.support.waiting import wait_for
 
 ServiceName = Literal["orders", "delivery"]
 
@@ -105,8 +109,7 @@ class InProcessService:
 
     @property
     def runtime(self) -> ServiceRuntime:
-        runtime: ServiceRuntime = self.app.state.runtime
-        return runtime
+        return runtime_of(self.app)
 
     def consumed(self, outcome: str) -> float:
         """Events this service's consumers settled with `outcome` (applied, duplicate)."""
@@ -192,18 +195,7 @@ class FaultSystem:
             assert isinstance(settings, DeliverySettings)
             app = create_delivery_app(settings)
         stack = AsyncExitStack()
-        await stack.enter_async_context(app.router.lifespan_context(app))
-        runtime: ServiceRuntime = app.state.runtime
-
-        async def is_attached() -> bool:
-            await runtime.wait_until_attached()
-            return bool(runtime.consumers) and runtime.broker.connected
-
-        if attached:
-            await wait_for(is_attached, timeout=20, message=f"the {service} service to attach to the broker")
-        client = await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{service}.test")
-        )
+        client = await start_in_process(stack, app, service, attached=attached, attach_timeout=20)
         started = InProcessService(name=service, app=app, client=client, stack=stack)
         self._in_process.append(started)
         return started

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Tokens, wait_for
 from tests.faults.amqp_frames import (
     BASIC_CONSUME_OK,
     CHANNEL_OPEN_OK,
@@ -15,6 +14,8 @@ from tests.faults.amqp_frames import (
 )
 from tests.faults.invariants import SystemView, converge
 from tests.faults.system import FaultSystem, Shop, Story
+from tests.support.tokens import Tokens
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,12 @@ import time
 
 import pytest
 
-from tests.conftest import Tokens, wait_for
 from tests.faults.amqp_frames import ConfirmTripwire
 from tests.faults.invariants import SystemView, converge
 from tests.faults.report import ScenarioRecord
 from tests.faults.system import FaultSystem, Shop, mixed_stories
+from tests.support.tokens import Tokens
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -23,20 +23,15 @@ from aio_pika.abc import AbstractConnection
 
 from deliveryhub_kit.keys import KeyPair
 from deliveryhub_kit.migrations import upgrade
-from tests.conftest import (
-    POSTGRES_SERVER_URL,
-    Amqp,
-    BrokerNamespace,
-    Databases,
-    Tokens,
-    migrations_of,
-    wait_for,
-)
 from tests.faults.invariants import SystemView, converge
 from tests.faults.report import ScenarioRecord
 from tests.faults.system import FaultSystem, InProcessService, Lines, Shop, fault_system, mixed_stories
+from tests.support.broker import Amqp, BrokerNamespace
+from tests.support.databases import POSTGRES_SERVER_URL, Databases, migrations_of
 from tests.support.metrics import counter_total, settled_after_returns
 from tests.support.postgres import PrivateServer
+from tests.support.tokens import Tokens
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,13 @@ import pytest
 from deliveryhub_contracts.topology import Names
 from deliveryhub_kit.dead_letters import DeadLetterBox
 from deliveryhub_kit.settings import ServiceSettings
-from tests.conftest import Amqp, Tokens, wait_for
 from tests.faults.hostile import Hostile, every_kind
 from tests.faults.invariants import SystemView, converge
 from tests.faults.report import ScenarioRecord
 from tests.faults.system import FaultSystem, Shop, mixed_stories
+from tests.support.broker import Amqp
+from tests.support.tokens import Tokens
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,13 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import Amqp, Tokens, wait_for
 from tests.faults.amqp_frames import ConfirmTripwire
 from tests.faults.invariants import SystemView, converge
 from tests.faults.report import ScenarioRecord
 from tests.faults.system import FaultSystem, Shop, mixed_stories
+from tests.support.broker import Amqp
+from tests.support.tokens import Tokens
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

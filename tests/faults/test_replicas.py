@@ -8,11 +8,12 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import Amqp, Tokens
 from tests.faults.invariants import SystemView, converge
 from tests.faults.processes import metric_total
 from tests.faults.report import ScenarioRecord
 from tests.faults.system import FaultSystem, Shop, Story, mixed_stories
+from tests.support.broker import Amqp
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.integration
 

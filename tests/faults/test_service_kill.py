@@ -10,11 +10,12 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import Tokens, wait_for
 from tests.faults.invariants import SystemView, converge
 from tests.faults.processes import ServiceProcess
 from tests.faults.report import ScenarioRecord
 from tests.faults.system import FaultSystem, Shop, mixed_stories
+from tests.support.tokens import Tokens
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,10 @@ from deliveryhub_orders.app import create_app as create_orders_app
 from deliveryhub_orders.settings import OrdersSettings
 
 if TYPE_CHECKING:
-    from tests.conftest import Amqp, BrokerNamespace, Databases, Tap, Tokens, WaitFor
+    from tests.support.broker import Amqp, BrokerNamespace, Tap
+    from tests.support.databases import Databases
+    from tests.support.tokens import Tokens
+    from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

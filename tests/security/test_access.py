@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from deliveryhub_kit.identity import Role
-from tests.integration.orders.conftest import order_body
-from tests.security.conftest import LAPTEV, Caller, Shop
+from tests.support.orders import order_body
+from tests.support.shop import LAPTEV, Caller, Shop
 
 pytestmark = pytest.mark.integration
 

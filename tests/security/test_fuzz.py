@@ -36,8 +36,8 @@ from deliveryhub_kit.identity import Role
 from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_orders.app import create_app as create_orders_app
 from deliveryhub_orders.settings import OrdersSettings
-from tests.security.conftest import KUDZH, LAPTEV, ZUEV, Caller, RunningService, Services, Shop
 from tests.security.in_process import in_process_session
+from tests.support.shop import KUDZH, LAPTEV, ZUEV, Caller, RunningService, Services, Shop
 
 pytestmark = pytest.mark.integration
 

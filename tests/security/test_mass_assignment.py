@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.orders.conftest import order_body
-from tests.security.conftest import LAPTEV, Caller, Shop
+from tests.support.orders import order_body
+from tests.support.shop import LAPTEV, Caller, Shop
 
 pytestmark = pytest.mark.integration
 

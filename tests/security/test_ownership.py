@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.security.conftest import LAPTEV, ZUEV, Caller, Shop
+from tests.support.shop import LAPTEV, ZUEV, Caller, Shop
 
 pytestmark = pytest.mark.integration
 

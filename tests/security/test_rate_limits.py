@@ -11,7 +11,9 @@ import pytest
 from deliveryhub_kit.keys import KeyPair
 from deliveryhub_orders.app import create_app
 from deliveryhub_orders.settings import OrdersSettings
-from tests.conftest import AMQP_URL, BrokerNamespace, Databases, Tokens
+from tests.support.broker import AMQP_URL, BrokerNamespace
+from tests.support.databases import Databases
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.integration
 

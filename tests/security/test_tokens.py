@@ -21,7 +21,7 @@ import pytest
 from deliveryhub_kit.db import utcnow
 from deliveryhub_kit.keys import KeyPair, generate_key_pair
 from deliveryhub_kit.settings import ServiceSettings
-from tests.security.conftest import LAPTEV, Shop
+from tests.support.shop import LAPTEV, Shop
 
 pytestmark = pytest.mark.integration
 

@@ -49,8 +49,7 @@ from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.models import Order
 from deliveryhub_orders.schemas import ItemIn, OrderCreate
 from deliveryhub_orders.service import OrderService
-from tests.unit.delivery.test_service import LAPTEV, ZUEV, FakeDeliveryRepository
-from tests.unit.orders.test_service import FakeOrderRepository
+from tests.support.fakes import LAPTEV, ZUEV, FakeDeliveryRepository, FakeOrderRepository
 
 T = TypeVar("T")
 

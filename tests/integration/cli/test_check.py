@@ -31,10 +31,11 @@ from deliveryhub_delivery.models import Delivery
 from deliveryhub_kit.migrations import upgrade
 from deliveryhub_kit.settings import async_database_url
 from deliveryhub_orders.models import Order
-from tests.conftest import migrations_of, unused_url
+from tests.support.databases import migrations_of
+from tests.support.ports import unused_url
 
 if TYPE_CHECKING:
-    from tests.conftest import Databases
+    from tests.support.databases import Databases
 
 pytestmark = pytest.mark.integration
 

@@ -14,14 +14,11 @@ from deliveryhub_delivery.service import delivery_service
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.keys import generate_key_pair
 from deliveryhub_kit.tokens import TokenIssuer
-from tests.conftest import Amqp, Tokens, unused_url
-from tests.integration.delivery.conftest import (
-    ADDRESS,
-    DeliveryRecords,
-    OrderEvents,
-    RunningDelivery,
-    StartDelivery,
-)
+from tests.support.broker import Amqp
+from tests.support.delivery import DeliveryRecords, RunningDelivery, StartDelivery
+from tests.support.events import ADDRESS, OrderEvents
+from tests.support.ports import unused_url
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.integration
 

@@ -14,24 +14,13 @@ from deliveryhub_delivery.models import Delivery
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.outbox import Outbox, OutboxRelay
 from deliveryhub_kit.rabbitmq import RabbitBroker
-from tests.conftest import (
-    Amqp,
-    BrokerNamespace,
-    PublishEvent,
-    StandInOutbox,
-    Tokens,
-    WaitFor,
-    unused_url,
-)
-from tests.integration.delivery.conftest import (
-    ADDRESS,
-    DELIVERY_DATE,
-    DeliveryRecords,
-    OrderEvents,
-    RunningDelivery,
-    Settle,
-    StartDelivery,
-)
+from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
+from tests.support.delivery import DeliveryRecords, RunningDelivery, Settle, StartDelivery
+from tests.support.events import ADDRESS, DELIVERY_DATE, OrderEvents
+from tests.support.ports import unused_url
+from tests.support.stand_in import StandInOutbox
+from tests.support.tokens import Tokens
+from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

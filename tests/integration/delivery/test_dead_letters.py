@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from deliveryhub_cli.dead_letters import run_dead_letters
-from tests.conftest import AMQP_URL
-
-from .conftest import DeliveryRecords, OrderEvents, RunningDelivery, Settle
+from tests.support.broker import AMQP_URL
+from tests.support.delivery import DeliveryRecords, RunningDelivery, Settle
+from tests.support.events import OrderEvents
 
 if TYPE_CHECKING:
-    from tests.conftest import Amqp, BrokerNamespace, PublishEvent, WaitFor
+    from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
+    from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,10 @@ from deliveryhub_delivery.models import Delivery
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.migrations import upgrade
 from deliveryhub_kit.settings import async_database_url
-from tests.conftest import Tokens, migrations_of
-from tests.integration.delivery.conftest import DELIVERY_DATE, RunningDelivery, StartDelivery
+from tests.support.databases import migrations_of
+from tests.support.delivery import RunningDelivery, StartDelivery
+from tests.support.events import DELIVERY_DATE
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.integration
 

@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from tests.support.delivery import StartDelivery
 from tests.support.proxy import TcpProxy
 
-from .conftest import StartDelivery
-
 if TYPE_CHECKING:
-    from tests.conftest import WaitFor
+    from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

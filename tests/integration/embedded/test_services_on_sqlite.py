@@ -23,7 +23,7 @@ from deliveryhub_orders.models import Order
 from deliveryhub_web.models import Base as WebBase
 from deliveryhub_web.models import User
 from deliveryhub_web.repository import SqlAccountRepository
-from tests.conftest import migrations_of
+from tests.support.databases import migrations_of
 
 pytestmark = pytest.mark.embedded
 

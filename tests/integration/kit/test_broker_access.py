@@ -69,7 +69,10 @@ from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_kit.topology import legacy_topology, service_topology
 from deliveryhub_orders.app import create_app as create_orders_app
 from deliveryhub_orders.settings import OrdersSettings
-from tests.conftest import AMQP_URL, Amqp, BrokerNamespace, Databases, Tokens, WaitFor
+from tests.support.broker import AMQP_URL, Amqp, BrokerNamespace
+from tests.support.databases import Databases
+from tests.support.tokens import Tokens
+from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

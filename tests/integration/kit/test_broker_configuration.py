@@ -13,7 +13,7 @@ import aio_pika
 import aiormq
 import pytest
 
-from tests.conftest import AMQP_URL, BrokerNamespace
+from tests.support.broker import AMQP_URL, BrokerNamespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.configured_broker]
 

@@ -26,7 +26,8 @@ from deliveryhub_kit.broker import (
 from deliveryhub_kit.memory_broker import MemoryBroker
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import QUORUM, retry_queues
-from tests.conftest import AMQP_URL, Amqp, BrokerNamespace, WaitFor
+from tests.support.broker import AMQP_URL, Amqp, BrokerNamespace
+from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,9 @@ from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
-from tests.conftest import Amqp, BrokerNamespace, PublishEvent, StandInApplied, StandInInbox, WaitFor
+from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
+from tests.support.stand_in import StandInApplied, StandInInbox
+from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

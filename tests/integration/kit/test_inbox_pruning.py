@@ -13,7 +13,9 @@ from sqlalchemy import func, insert, select
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.inbox import InboxPruner, prune_inbox
 from deliveryhub_kit.settings import async_database_url
-from tests.conftest import Databases, StandInBase, StandInInbox, WaitFor
+from tests.support.databases import Databases
+from tests.support.stand_in import StandInBase, StandInInbox
+from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

@@ -19,18 +19,12 @@ from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.settings import async_database_url
 from deliveryhub_kit.topology import service_topology
-from tests.conftest import (
-    POSTGRES_SERVER_URL,
-    Amqp,
-    BrokerNamespace,
-    Databases,
-    PublishEvent,
-    StandInBase,
-    StandInInbox,
-    WaitFor,
-)
+from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
+from tests.support.databases import POSTGRES_SERVER_URL, Databases
 from tests.support.metrics import settled_after_returns
 from tests.support.proxy import TcpProxy
+from tests.support.stand_in import StandInBase, StandInInbox
+from tests.support.waiting import WaitFor
 
 from .test_inbox_consumer import applied, order_created_event, record
 

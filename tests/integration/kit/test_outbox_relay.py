@@ -17,7 +17,9 @@ from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.outbox import Outbox, OutboxRelay
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
-from tests.conftest import AMQP_URL, Amqp, BrokerNamespace, StandInOutbox, WaitFor
+from tests.support.broker import AMQP_URL, Amqp, BrokerNamespace
+from tests.support.stand_in import StandInOutbox
+from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,9 @@ from deliveryhub_kit.db import Database
 from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
-from tests.conftest import Amqp, BrokerNamespace, PublishEvent, StandInInbox, WaitFor
+from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
+from tests.support.stand_in import StandInInbox
+from tests.support.waiting import WaitFor
 
 from .test_inbox_consumer import Apply, applied, order_created_event, record
 

@@ -9,16 +9,10 @@ from typing import Any
 import pytest
 
 from deliveryhub_contracts.events import parse_envelope
-from tests.conftest import Amqp, Tokens
-from tests.integration.orders.conftest import (
-    ADDRESS,
-    DELIVERY_DATE,
-    Customer,
-    NewCustomer,
-    OrdersRecords,
-    RunningOrders,
-    order_body,
-)
+from tests.support.broker import Amqp
+from tests.support.events import ADDRESS, DELIVERY_DATE
+from tests.support.orders import Customer, NewCustomer, OrdersRecords, RunningOrders, order_body
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.integration
 

@@ -9,17 +9,11 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from deliveryhub_contracts.events import parse_envelope
-from tests.conftest import Amqp, PublishEvent, WaitFor
-from tests.integration.orders.conftest import (
-    LAPTEV,
-    ZUEV,
-    Customer,
-    DeliveryEvents,
-    NewCustomer,
-    OrdersRecords,
-    RunningOrders,
-    Settle,
-)
+from tests.support.broker import Amqp, PublishEvent
+from tests.support.couriers import LAPTEV, ZUEV
+from tests.support.events import DeliveryEvents
+from tests.support.orders import Customer, NewCustomer, OrdersRecords, RunningOrders, Settle
+from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

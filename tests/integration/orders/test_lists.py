@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from deliveryhub_kit.migrations import upgrade
-from tests.conftest import Tokens, migrations_of
-from tests.integration.orders.conftest import NewCustomer, RunningOrders
+from tests.support.databases import migrations_of
+from tests.support.orders import NewCustomer, RunningOrders
+from tests.support.tokens import Tokens
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,12 @@ from alembic.script import Script, ScriptDirectory
 
 from deliveryhub_kit.migrations import alembic_config, downgrade, upgrade
 from deliveryhub_orders.models import Base
-from tests.integration.orders.conftest import ORDERS_MIGRATIONS
+from tests.support.databases import migrations_of
 from tests.support.migrations import differences_from, revisions_oldest_first, table_names
 
 pytestmark = pytest.mark.integration
+
+ORDERS_MIGRATIONS = migrations_of("orders")
 
 
 def revisions() -> list[Script]:

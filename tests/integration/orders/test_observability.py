@@ -25,11 +25,13 @@ from deliveryhub_kit.db import Database
 from deliveryhub_kit.keys import KeyPair
 from deliveryhub_kit.runtime import ServiceRuntime
 from deliveryhub_kit.settings import async_database_url
-
-from .conftest import RunningOrders, order_body
+from tests.support.orders import RunningOrders, order_body
 
 if TYPE_CHECKING:
-    from tests.conftest import Amqp, BrokerNamespace, Databases, Tokens, WaitFor
+    from tests.support.broker import Amqp, BrokerNamespace
+    from tests.support.databases import Databases
+    from tests.support.tokens import Tokens
+    from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from deliveryhub_kit.identity import Role
-from tests.integration.web.conftest import LAPTEV, RunningWeb, text_of
+from tests.support.web import LAPTEV, RunningWeb, text_of
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from deliveryhub_kit.db import utcnow
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_web.models import WebSession
-from tests.integration.web.conftest import (
+from tests.support.web import (
     LAPTEV,
     PASSWORD,
     SESSION_COOKIE_NAME,

@@ -12,9 +12,10 @@ from deliveryhub_contracts.events import OrderCanceled
 from deliveryhub_delivery.models import OutboxMessage
 from deliveryhub_delivery.service import delivery_service
 from deliveryhub_kit.identity import Role
-from tests.conftest import unused_url
-from tests.integration.delivery.conftest import OrderEvents, RunningDelivery, StartDelivery
-from tests.integration.web.conftest import LAPTEV, Browser, RunningWeb, StartWeb, csrf_token_in, text_of
+from tests.support.delivery import RunningDelivery, StartDelivery
+from tests.support.events import OrderEvents
+from tests.support.ports import unused_url
+from tests.support.web import LAPTEV, Browser, RunningWeb, StartWeb, csrf_token_in, text_of
 
 pytestmark = pytest.mark.integration
 

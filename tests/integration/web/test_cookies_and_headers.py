@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from deliveryhub_kit.identity import Role
-from tests.integration.web.conftest import RunningWeb, StartWeb
+from tests.support.web import RunningWeb, StartWeb
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from deliveryhub_kit.identity import Principal, Role
-from tests.integration.web.conftest import LAPTEV, PASSWORD, Browser, RunningWeb, text_of
+from tests.support.web import LAPTEV, PASSWORD, Browser, RunningWeb, text_of
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 
 from deliveryhub_kit.identity import Role
 from deliveryhub_web.service import DEMO_ACCOUNTS
-from tests.integration.web.conftest import SESSION_SECRET, StartWeb, text_of
+from tests.support.web import SESSION_SECRET, StartWeb, text_of
 
 pytestmark = pytest.mark.integration
 

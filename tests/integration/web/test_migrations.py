@@ -11,8 +11,8 @@ from sqlalchemy import exc as sa_exc
 
 from deliveryhub_kit.migrations import downgrade, upgrade
 from deliveryhub_web.models import Base
-from tests.conftest import Databases, migrations_of
 from tests.support import migrations as support
+from tests.support.databases import Databases, migrations_of
 from tests.support.migrations import differences_from, query, table_names
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from deliveryhub_kit.identity import Principal, Role
-from tests.conftest import unused_url
-from tests.integration.web.conftest import LAPTEV, Browser, RunningWeb, StartWeb, text_of
+from tests.support.ports import unused_url
+from tests.support.web import LAPTEV, Browser, RunningWeb, StartWeb, text_of
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 
 from deliveryhub_kit.identity import Role
 from deliveryhub_web.service import MAX_EMAIL_LENGTH
-from tests.integration.web.conftest import SIGN_IN_ATTEMPTS, Browser, RunningWeb
+from tests.support.web import SIGN_IN_ATTEMPTS, Browser, RunningWeb
 
 pytestmark = pytest.mark.integration
 

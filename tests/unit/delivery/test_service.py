@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -18,7 +16,6 @@ from deliveryhub_contracts.events import (
     OrderCancelRequested,
     OrderCreated,
     OrderPaid,
-    Payload,
 )
 from deliveryhub_contracts.events import Deliveryman as DeliverymanPayload
 from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
@@ -30,72 +27,17 @@ from deliveryhub_delivery.repository import DeliveryQuery
 from deliveryhub_delivery.service import MANAGER_CANCEL_REASON, DeliveryService
 from deliveryhub_kit.errors import InvalidTransition
 from deliveryhub_kit.identity import Principal, Role
-from deliveryhub_kit.lists import Page, Sort
+from deliveryhub_kit.lists import Page
+from tests.support.fakes import LAPTEV, ZUEV, FakeDeliveryRepository, RecordingEventSink
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DELIVERY_DATE = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
 ADDRESS = "Москва, ул. Ленина, д. 1"
 
-LAPTEV = Deliveryman(id=uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a"), name="Лаптев Иван Алексаендрович")
-ZUEV = Deliveryman(id=uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed"), name="Зуев Андрей Сергеевич")
 
 MANAGER = Principal(subject=uuid.uuid4(), role=Role.MANAGER)
 LAPTEV_COURIER = Principal(subject=uuid.uuid4(), role=Role.COURIER, deliveryman_id=LAPTEV.id)
 ZUEV_COURIER = Principal(subject=uuid.uuid4(), role=Role.COURIER, deliveryman_id=ZUEV.id)
-
-
-class FakeDeliveryRepository:
-    """Deliveries and couriers in dictionaries, with the SQL repository's visible behaviour."""
-
-    def __init__(self, deliverymen: Sequence[Deliveryman] = ()) -> None:
-        self.deliveries: dict[uuid.UUID, Delivery] = {}
-        self.deliverymen = {man.id: man for man in deliverymen}
-
-    async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
-        return self.deliveries.get(delivery_id)
-
-    def add(self, delivery: Delivery) -> None:
-        self.deliveries[delivery.id] = delivery
-
-    async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[Delivery]:
-        found = [
-            delivery
-            for delivery in self.deliveries.values()
-            if delivery.address is not None
-            and (query.status is None or delivery.status == query.status)
-            and (query.deliveryman_id is None or delivery.deliveryman_id == query.deliveryman_id)
-            and not (query.unassigned and delivery.deliveryman_id is not None)
-        ]
-        newest_first = query.sort is Sort.NEWEST
-        found.sort(key=lambda delivery: (-delivery.created_at.timestamp(), delivery.id))
-        if not newest_first:
-            found.sort(key=lambda delivery: (delivery.created_at.timestamp(), delivery.id))
-        return Page(found[offset : offset + limit], len(found))
-
-    async def open_deliveries(self) -> dict[uuid.UUID, int]:
-        return dict(
-            Counter(
-                delivery.deliveryman_id
-                for delivery in self.deliveries.values()
-                if delivery.status == DeliveryStatus.ACTIVATED and delivery.deliveryman_id is not None
-            )
-        )
-
-    async def get_deliveryman(self, deliveryman_id: uuid.UUID) -> Deliveryman | None:
-        return self.deliverymen.get(deliveryman_id)
-
-    async def list_deliverymen(self) -> Sequence[Deliveryman]:
-        return sorted(self.deliverymen.values(), key=lambda man: man.name)
-
-
-class RecordingEventSink:
-    """Keeps what the service emits, in order."""
-
-    def __init__(self) -> None:
-        self.emitted: list[tuple[Payload, str]] = []
-
-    def emit(self, payload: Payload, *, subject: str) -> None:
-        self.emitted.append((payload, subject))
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from deliveryhub_kit.memory_broker import MemoryBroker, MemoryHub, store_path
 from deliveryhub_kit.runtime import open_broker
 from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_kit.topology import QUORUM
-from tests.conftest import WaitFor
+from tests.support.waiting import WaitFor
 
 EXCHANGE = "events"
 WORK = "work"

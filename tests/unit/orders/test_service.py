@@ -19,7 +19,6 @@ from deliveryhub_contracts.events import (
     OrderCancelRequested,
     OrderCreated,
     OrderPaid,
-    Payload,
 )
 from deliveryhub_kit.errors import InvalidTransition
 from deliveryhub_kit.identity import Principal, Role
@@ -28,9 +27,9 @@ from deliveryhub_kit.search import Search
 from deliveryhub_orders.domain import CancelOutcome, OrderStatus
 from deliveryhub_orders.errors import IdempotencyKeyReused, OrderNotFound
 from deliveryhub_orders.models import IdempotencyRecord, Order
-from deliveryhub_orders.repository import OrderQuery
 from deliveryhub_orders.schemas import OrderCreate, OrderOut
 from deliveryhub_orders.service import OrderService, PlacedOrder
+from tests.support.fakes import FakeOrderRepository, RecordingEventSink
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DELIVERY_DATE = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
@@ -41,40 +40,6 @@ ZUEV = Deliveryman(id=uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed"), name="Ð
 ALICE = Principal(subject=uuid.uuid4(), role=Role.CUSTOMER)
 BORIS = Principal(subject=uuid.uuid4(), role=Role.CUSTOMER)
 MANAGER = Principal(subject=uuid.uuid4(), role=Role.MANAGER)
-
-
-class FakeOrderRepository:
-    """Orders and idempotency keys in dictionaries, with the SQL repository's visible behaviour."""
-
-    def __init__(self) -> None:
-        self.orders: dict[uuid.UUID, Order] = {}
-        self.keys: dict[tuple[uuid.UUID, str], IdempotencyRecord] = {}
-
-    async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
-        return self.orders.get(order_id)
-
-    async def list(self, query: OrderQuery, *, limit: int, offset: int) -> Page[Order]:
-        search = query.search
-        found = [
-            order
-            for order in self.orders.values()
-            if (query.customer_id is None or order.customer_id == query.customer_id)
-            and (query.status is None or order.status == query.status)
-            and (search is None or order.id.hex.startswith(search.id_prefix or "-"))
-        ]
-        found.sort(key=lambda order: (-order.created_at.timestamp(), order.id))
-        return Page(found[offset : offset + limit], len(found))
-
-    async def get_idempotency_record(self, customer_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
-        return self.keys.get((customer_id, key))
-
-    async def add(self, order: Order, record: IdempotencyRecord | None) -> bool:
-        if record is not None:
-            if (record.customer_id, record.key) in self.keys:
-                return False
-            self.keys[record.customer_id, record.key] = record
-        self.orders[order.id] = order
-        return True
 
 
 class RacedOrderRepository(FakeOrderRepository):
@@ -89,16 +54,6 @@ class RacedOrderRepository(FakeOrderRepository):
             concurrent, self.before_next_add = self.before_next_add, None
             await concurrent()
         return await super().add(order, record)
-
-
-class RecordingEventSink:
-    """Keeps what the service emits, in order."""
-
-    def __init__(self) -> None:
-        self.emitted: list[tuple[Payload, str]] = []
-
-    def emit(self, payload: Payload, *, subject: str) -> None:
-        self.emitted.append((payload, subject))
 
 
 class Clock:
