@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .artifacts import Json, resolve_compose
+from tests.support.artifacts import Json, resolve_compose
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,7 @@ from deliveryhub_kit.keys import password_variable
 from deliveryhub_kit.passwords import DEVELOPMENT_PASSWORDS, password_in, read_password_file
 from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_web.settings import WebSettings
-
-from .artifacts import (
+from tests.support.artifacts import (
     COMPOSE_DEMO_FILE,
     COMPOSE_FILE,
     DOCKERFILE,

@@ -21,10 +21,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from tests.support.waiting import eventually
-
-from ..support.ports import free_port
-from .artifacts import (
+from tests.support.artifacts import (
     DESIGN_PATHS,
     GATEWAY_CONFIG,
     SAMPLE_ID,
@@ -36,6 +33,9 @@ from .artifacts import (
     operator_paths,
     route,
 )
+from tests.support.waiting import eventually
+
+from ..support.ports import free_port
 
 
 def nginx() -> str:

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from .artifacts import (
+from tests.support.artifacts import (
     DOCKERFILE,
     DOCKERIGNORE,
     REPOSITORY,

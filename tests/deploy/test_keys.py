@@ -18,8 +18,7 @@ from deliveryhub_kit.settings import ServiceSettings
 from deliveryhub_kit.tokens import TokenIssuer, TokenVerifier
 from deliveryhub_orders.settings import OrdersSettings
 from deliveryhub_web.settings import WebSettings
-
-from .artifacts import environment_names
+from tests.support.artifacts import environment_names
 
 
 @pytest.fixture(autouse=True)

@@ -21,8 +21,7 @@ from deliveryhub_kit.broker_access import (
     AccessJob,
 )
 from deliveryhub_kit.passwords import password_in
-
-from .artifacts import (
+from tests.support.artifacts import (
     BROKER_ACCESS_COMMAND,
     DESIGN_PATHS,
     KUBERNETES,

@@ -24,10 +24,9 @@ import asyncpg
 import pytest
 
 from deliveryhub_kit.migrations import server_connection
+from tests.support.artifacts import POSTGRES_INIT_RUNNER, DatabaseRole, PostgresInit
 from tests.support.databases import POSTGRES_SERVER_URL
 from tests.support.scram import scram_verifies
-
-from .artifacts import POSTGRES_INIT_RUNNER, DatabaseRole, PostgresInit
 
 
 @dataclass(frozen=True)

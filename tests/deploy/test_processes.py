@@ -59,14 +59,7 @@ from deliveryhub_kit.passwords import DEVELOPMENT_PASSWORDS, password_in, read_p
 from deliveryhub_web.service import DEMO_ACCOUNTS
 from deliveryhub_web.settings import WebSettings
 from tests.support import story
-from tests.support.broker import AMQP_URL, BrokerNamespace, delete_broker_names
-from tests.support.databases import POSTGRES_SERVER_URL
-from tests.support.ports import free_port
-from tests.support.running_system import System
-from tests.support.scram import scram_verifies
-from tests.support.waiting import eventually
-
-from .artifacts import (
+from tests.support.artifacts import (
     OWNER_ARGUMENT,
     Json,
     PostgresInit,
@@ -82,6 +75,12 @@ from .artifacts import (
     settings_from,
     this_user,
 )
+from tests.support.broker import AMQP_URL, BrokerNamespace, delete_broker_names
+from tests.support.databases import POSTGRES_SERVER_URL
+from tests.support.ports import free_port
+from tests.support.running_system import System
+from tests.support.scram import scram_verifies
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
+from tests.support.artifacts import IMAGE_PREFIX, SERVICES, image_of, raw_compose
 from tests.support.containers import STAND_IN_IMAGES, STAND_INS
-
-from .artifacts import IMAGE_PREFIX, SERVICES, image_of, raw_compose
 
 
 def stand_ins_built() -> set[str]:

@@ -18,7 +18,7 @@ import httpx
 from deliveryhub_cli.tokens import AUDIENCE, ISSUER
 from deliveryhub_kit.identity import Principal, Role
 from deliveryhub_kit.tokens import TokenIssuer
-from tests.deploy.artifacts import image_builds
+from tests.support.artifacts import image_builds
 from tests.support.waiting import eventually
 
 T = TypeVar("T")

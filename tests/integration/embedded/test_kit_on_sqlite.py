@@ -23,9 +23,16 @@ from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.memory_broker import MemoryBroker, MemoryHub
 from deliveryhub_kit.outbox import Outbox, OutboxRelay
 from deliveryhub_kit.topology import service_topology
-from tests.integration.kit.test_inbox_consumer import Apply, applied, order_created_event, record
-from tests.integration.kit.test_outbox_relay import order_created
-from tests.support.stand_in import StandInBase, StandInInbox, StandInOutbox
+from tests.support.stand_in import (
+    Apply,
+    StandInBase,
+    StandInInbox,
+    StandInOutbox,
+    applied,
+    order_created,
+    order_created_event,
+    record,
+)
 from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.embedded

@@ -5,52 +5,31 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Protocol
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deliveryhub_contracts.events import ORDERS_SOURCE, Envelope, OrderCreated, make_envelope
+from deliveryhub_contracts.events import OrderCreated
 from deliveryhub_contracts.topology import Names, QueueSpec
 from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer, Route, Routes
-from deliveryhub_kit.db import Database, utcnow
+from deliveryhub_kit.db import Database
 from deliveryhub_kit.errors import Conflict
 from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
 from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
-from tests.support.stand_in import StandInApplied, StandInInbox
+from tests.support.stand_in import Apply, StandInInbox, applied, order_created_event, record
 from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
 
 TEST_EVENTS = QueueSpec("kit.test-events", ("order.*",))
 RETRY_DELAYS = (0.2, 0.2, 0.2)
-
-Apply = Callable[[AsyncSession, OrderCreated], Awaitable[None]]
-
-
-def order_created_event(order_id: uuid.UUID | None = None, version: int = 1) -> Envelope:
-    payload = OrderCreated(
-        order_id=order_id or uuid.uuid4(),
-        customer_id=uuid.uuid4(),
-        address="Казань, улица Баумана, 1",
-        date=datetime(2030, 3, 4, 12, 0, tzinfo=UTC),
-        total=Decimal("10.00"),
-        version=version,
-    )
-    return make_envelope(payload, source=ORDERS_SOURCE, subject=str(payload.order_id), time=utcnow())
-
-
-async def record(session: AsyncSession, event: OrderCreated) -> None:
-    """The stand-in side effect: one `applied` row per application."""
-    session.add(StandInApplied(order_id=event.order_id, event_type="order.created"))
 
 
 class StartConsumer(Protocol):
@@ -111,12 +90,6 @@ async def start_consumer(
     yield start
     for consumer in started:
         await consumer.stop()
-
-
-async def applied(database: Database, order_id: uuid.UUID) -> int:
-    async with database.transaction() as session:
-        rows = await session.scalars(select(StandInApplied).where(StandInApplied.order_id == order_id))
-        return len(rows.all())
 
 
 async def inbox_ids(database: Database) -> set[uuid.UUID]:

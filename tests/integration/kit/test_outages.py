@@ -23,10 +23,8 @@ from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
 from tests.support.databases import POSTGRES_SERVER_URL, Databases
 from tests.support.metrics import settled_after_returns
 from tests.support.proxy import TcpProxy
-from tests.support.stand_in import StandInBase, StandInInbox
+from tests.support.stand_in import StandInBase, StandInInbox, applied, order_created_event, record
 from tests.support.waiting import WaitFor
-
-from .test_inbox_consumer import applied, order_created_event, record
 
 pytestmark = pytest.mark.integration
 

@@ -5,34 +5,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
 
-from deliveryhub_contracts.events import ORDERS_SOURCE, OrderCanceled, OrderCreated, Payload
+from deliveryhub_contracts.events import ORDERS_SOURCE, OrderCanceled, Payload
 from deliveryhub_kit.broker import BrokerUnavailable
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.outbox import Outbox, OutboxRelay
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
 from tests.support.broker import AMQP_URL, Amqp, BrokerNamespace
-from tests.support.stand_in import StandInOutbox
+from tests.support.stand_in import StandInOutbox, order_created
 from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
-
-
-def order_created(order_id: uuid.UUID | None = None) -> OrderCreated:
-    return OrderCreated(
-        order_id=order_id or uuid.uuid4(),
-        customer_id=uuid.uuid4(),
-        address="Санкт-Петербург, Невский проспект, 28",
-        date=datetime(2030, 1, 2, 10, 0, tzinfo=UTC),
-        total=Decimal("99.90"),
-        version=1,
-    )
 
 
 async def emit(database: Database, *payloads: Payload) -> None:

@@ -19,10 +19,8 @@ from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
 from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
-from tests.support.stand_in import StandInInbox
+from tests.support.stand_in import Apply, StandInInbox, applied, order_created_event, record
 from tests.support.waiting import WaitFor
-
-from .test_inbox_consumer import Apply, applied, order_created_event, record
 
 pytestmark = pytest.mark.integration
 
