@@ -13,8 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from deliveryhub_contracts.events import ORDERS_SOURCE, Envelope, OrderCreated, make_envelope
+from deliveryhub_contracts.topology import Names
+from deliveryhub_kit.broker import Broker
+from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer, Route
 from deliveryhub_kit.db import Database, make_metadata, utcnow
 from deliveryhub_kit.inbox import InboxMessageMixin
+from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.outbox import OutboxMessageMixin
 
 
@@ -77,3 +81,26 @@ def order_created_event(order_id: uuid.UUID | None = None, version: int = 1) -> 
         version=version,
     )
     return make_envelope(payload, source=ORDERS_SOURCE, subject=str(payload.order_id), time=utcnow())
+
+
+def stand_in_consumer(
+    name: str,
+    queue: str,
+    database: Database,
+    broker: Broker,
+    apply: Apply,
+    options: ConsumerOptions,
+    metrics: Metrics | None = None,
+) -> InboxConsumer:
+    """The stand-in service's consumer of `order.created` on `queue`, applying with `apply`."""
+    return InboxConsumer(
+        name=name,
+        queue=queue,
+        dead_letter_queue=Names.dead_letter_queue(queue),
+        database=database,
+        broker=broker,
+        inbox_model=StandInInbox,
+        routes={"order.created": Route(OrderCreated, apply)},
+        options=options,
+        metrics=metrics,
+    )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from deliveryhub_contracts.events import ORDERS_SOURCE, OrderCreated
 from deliveryhub_contracts.topology import Names, QueueSpec
 from deliveryhub_kit.broker import IncomingMessage, OutgoingMessage
-from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer, Route
+from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer
 from deliveryhub_kit.db import Database, make_metadata
 from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.memory_broker import MemoryBroker, MemoryHub
@@ -26,12 +26,12 @@ from deliveryhub_kit.topology import service_topology
 from tests.support.stand_in import (
     Apply,
     StandInBase,
-    StandInInbox,
     StandInOutbox,
     applied,
     order_created,
     order_created_event,
     record,
+    stand_in_consumer,
 )
 from tests.support.waiting import WaitFor
 
@@ -63,15 +63,8 @@ async def broker(tmp_path: Path) -> AsyncIterator[MemoryBroker]:
 
 
 def consumer(database: Database, broker: MemoryBroker, apply: Apply = record) -> InboxConsumer:
-    return InboxConsumer(
-        name="embedded-test",
-        queue=QUEUE,
-        dead_letter_queue=Names.dead_letter_queue(QUEUE),
-        database=database,
-        broker=broker,
-        inbox_model=StandInInbox,
-        routes={"order.created": Route(OrderCreated, apply)},
-        options=ConsumerOptions(retry_delays=DELAYS),
+    return stand_in_consumer(
+        "embedded-test", QUEUE, database, broker, apply, ConsumerOptions(retry_delays=DELAYS)
     )
 
 

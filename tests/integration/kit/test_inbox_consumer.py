@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_contracts.events import OrderCreated
-from deliveryhub_contracts.topology import Names, QueueSpec
-from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer, Route, Routes
+from deliveryhub_contracts.topology import QueueSpec
+from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.errors import Conflict
 from deliveryhub_kit.failures import RetryLater
@@ -23,7 +23,14 @@ from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
 from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
-from tests.support.stand_in import Apply, StandInInbox, applied, order_created_event, record
+from tests.support.stand_in import (
+    Apply,
+    StandInInbox,
+    applied,
+    order_created_event,
+    record,
+    stand_in_consumer,
+)
 from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
@@ -66,15 +73,12 @@ async def start_consumer(
     started: list[InboxConsumer] = []
 
     async def start(apply: Apply = record) -> InboxConsumer:
-        routes: Routes = {"order.created": Route(OrderCreated, apply)}
-        consumer = InboxConsumer(
-            name="kit-test",
-            queue=queue,
-            dead_letter_queue=Names.dead_letter_queue(queue),
-            database=stand_in_database,
-            broker=rabbit_broker,
-            inbox_model=StandInInbox,
-            routes=routes,
+        consumer = stand_in_consumer(
+            "kit-test",
+            queue,
+            stand_in_database,
+            rabbit_broker,
+            apply,
             metrics=Metrics(),
             options=ConsumerOptions(
                 prefetch=mode.prefetch,

@@ -11,9 +11,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from deliveryhub_contracts.events import OrderCreated
-from deliveryhub_contracts.topology import Names, QueueSpec
-from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer, Route
+from deliveryhub_contracts.topology import QueueSpec
+from deliveryhub_kit.consumer import ConsumerOptions
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.rabbitmq import RabbitBroker
@@ -23,7 +22,13 @@ from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
 from tests.support.databases import POSTGRES_SERVER_URL, Databases
 from tests.support.metrics import settled_after_returns
 from tests.support.proxy import TcpProxy
-from tests.support.stand_in import StandInBase, StandInInbox, applied, order_created_event, record
+from tests.support.stand_in import (
+    StandInBase,
+    applied,
+    order_created_event,
+    record,
+    stand_in_consumer,
+)
 from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
@@ -136,14 +141,12 @@ async def test_an_outage_pauses_the_consumer_and_no_message_is_counted_away(
     )
     await rabbit_broker.declare(topology)
     metrics = Metrics()
-    consumer = InboxConsumer(
-        name="outage-test",
-        queue=queue,
-        dead_letter_queue=Names.dead_letter_queue(queue),
-        database=stand_in.through_line,
-        broker=rabbit_broker,
-        inbox_model=StandInInbox,
-        routes={"order.created": Route(OrderCreated, record)},
+    consumer = stand_in_consumer(
+        "outage-test",
+        queue,
+        stand_in.through_line,
+        rabbit_broker,
+        record,
         metrics=metrics,
         options=ConsumerOptions(
             prefetch=16, batch_size=8, max_backoff_seconds=0.5, outage_hold_seconds=hold_seconds

@@ -12,14 +12,20 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deliveryhub_contracts.events import OrderCreated
-from deliveryhub_contracts.topology import Names, QueueSpec
-from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer, Route
+from deliveryhub_contracts.topology import QueueSpec
+from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
 from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
-from tests.support.stand_in import Apply, StandInInbox, applied, order_created_event, record
+from tests.support.stand_in import (
+    Apply,
+    applied,
+    order_created_event,
+    record,
+    stand_in_consumer,
+)
 from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
@@ -43,15 +49,8 @@ async def start_retrying(
     started: list[InboxConsumer] = []
 
     async def start(apply: Apply) -> InboxConsumer:
-        consumer = InboxConsumer(
-            name="retry-test",
-            queue=queue,
-            dead_letter_queue=Names.dead_letter_queue(queue),
-            database=stand_in_database,
-            broker=rabbit_broker,
-            inbox_model=StandInInbox,
-            routes={"order.created": Route(OrderCreated, apply)},
-            options=ConsumerOptions(retry_delays=DELAYS),
+        consumer = stand_in_consumer(
+            "retry-test", queue, stand_in_database, rabbit_broker, apply, ConsumerOptions(retry_delays=DELAYS)
         )
         await consumer.start()
         started.append(consumer)

@@ -118,23 +118,21 @@ class Database:
         timeout_seconds: float = 5.0,
         echo: bool = False,
     ) -> None:
+        pool = {
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
+            "pool_timeout": timeout_seconds,
+            "pool_pre_ping": True,
+            "echo": echo,
+        }
         if is_sqlite(url):
+            # SQLite's busy timeout: how long a transaction waits for the write lock.
             self.engine: AsyncEngine = _sqlite_engine(
-                url,
-                pool_size=pool_size,
-                max_overflow=max_overflow,
-                timeout_seconds=timeout_seconds,
-                echo=echo,
+                url, connect_args={"timeout": timeout_seconds * 6}, **pool
             )
         else:
             self.engine = create_async_engine(
-                url,
-                pool_size=pool_size,
-                max_overflow=max_overflow,
-                pool_timeout=timeout_seconds,
-                pool_pre_ping=True,
-                echo=echo,
-                connect_args={"timeout": timeout_seconds, "command_timeout": timeout_seconds * 6},
+                url, connect_args={"timeout": timeout_seconds, "command_timeout": timeout_seconds * 6}, **pool
             )
             event.listen(self.engine.sync_engine, "handle_error", _drop_stale_connections)
         # This database's own sessions: the outbox's listeners go on these alone, once one is used.
@@ -199,24 +197,14 @@ def _drop_stale_connections(context: ExceptionContext) -> None:
         context.is_disconnect = True
 
 
-def _sqlite_engine(
-    url: str, *, pool_size: int, max_overflow: int, timeout_seconds: float, echo: bool
-) -> AsyncEngine:
+def _sqlite_engine(url: str, **options: Any) -> AsyncEngine:
     """An engine on an SQLite file that serves one process's concurrent transactions safely.
 
     Every transaction takes the write lock when it begins (`BEGIN IMMEDIATE`): a transaction that
     read first and wrote later would otherwise fail at once when another wrote in between, where
     PostgreSQL would have waited on a row lock. Waiting for the lock is SQLite's busy timeout.
     """
-    engine = create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_timeout=timeout_seconds,
-        pool_pre_ping=True,
-        echo=echo,
-        connect_args={"timeout": timeout_seconds * 6},
-    )
+    engine = create_async_engine(url, **options)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(connection: Any, _: object) -> None:
