@@ -22,13 +22,7 @@ from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
 from tests.support.databases import POSTGRES_SERVER_URL, Databases
 from tests.support.metrics import settled_after_returns
 from tests.support.proxy import TcpProxy
-from tests.support.stand_in import (
-    StandInBase,
-    applied,
-    order_created_event,
-    record,
-    stand_in_consumer,
-)
+from tests.support.stand_in import StandInBase, applied, order_created_event, record, stand_in_consumer
 from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration

@@ -19,13 +19,7 @@ from deliveryhub_kit.failures import RetryLater
 from deliveryhub_kit.rabbitmq import RabbitBroker
 from deliveryhub_kit.topology import service_topology
 from tests.support.broker import Amqp, BrokerNamespace, PublishEvent
-from tests.support.stand_in import (
-    Apply,
-    applied,
-    order_created_event,
-    record,
-    stand_in_consumer,
-)
+from tests.support.stand_in import Apply, applied, order_created_event, record, stand_in_consumer
 from tests.support.waiting import WaitFor
 
 pytestmark = pytest.mark.integration
