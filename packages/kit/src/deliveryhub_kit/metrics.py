@@ -8,7 +8,9 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
@@ -24,6 +26,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        # The process itself (resident memory, CPU, open files) and its garbage collector, read when
+        # scraped; in the embedded system each service reports the one process they share.
+        ProcessCollector(registry=registry)
+        GCCollector(registry=registry)
         self.http_requests = Counter(
             "deliveryhub_http_requests_total",
             "HTTP requests answered, by route template, method and status",
