@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -19,13 +20,18 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    any_,
+    bindparam,
     delete,
     func,
     select,
     text,
+    update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.sql import ColumnElement
 
 from deliveryhub_contracts.events import Payload, make_envelope
 from deliveryhub_kit.broker import (
@@ -139,6 +145,7 @@ class OutboxRelay:
         exchange: str,
         batch_size: int = 200,
         poll_seconds: float = 1.0,
+        linger_seconds: float = 0.005,
         retention_seconds: float = 7 * 24 * 3600,
         prune_every_seconds: float = 600.0,
         metrics: Metrics | None = None,
@@ -146,9 +153,11 @@ class OutboxRelay:
         self._database = database
         self._broker = broker
         self._model = model
+        self._table: Table = getattr(model, "__table__")  # noqa: B009 (a mixin does not declare it)
         self._exchange = exchange
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
+        self._linger_seconds = linger_seconds
         self._retention = timedelta(seconds=retention_seconds)
         self._prune_every = timedelta(seconds=prune_every_seconds)
         self._wake = asyncio.Event()
@@ -197,6 +206,10 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
+            if not self._stopping:
+                # Commits come in bursts: a moment's wait lets one claim take a burst together
+                # instead of one round of claim, publish and mark per commit.
+                await asyncio.sleep(self._linger_seconds)
 
     async def relay_batch(self) -> int:
         """Publish one batch in its own transaction; the number of rows confirmed."""
@@ -205,58 +218,79 @@ class OutboxRelay:
 
     async def relay_in(self, session: AsyncSession) -> int:
         """Claim, publish and mark one batch within `session`'s transaction."""
-        rows = await self.claim(session)
-        if not rows:
+        events = await self.claim(session)
+        if not events:
             return 0
-        return await self.publish(rows)
+        round_ = await self.publish(events)
+        await self.mark(session, round_)
+        return len(round_.published)
 
-    async def claim(self, session: AsyncSession) -> Sequence[OutboxMessageMixin]:
-        model = self._model
+    async def claim(self, session: AsyncSession) -> list[WaitingEvent]:
+        """Lock the oldest waiting rows that are due."""
+        table = self._table
         query = (
-            select(model)
-            .where(model.published_at.is_(None), model.next_attempt_at <= utcnow())
-            .order_by(model.id)
+            select(*(table.c[name] for name in _CLAIMED))
+            .where(table.c.published_at.is_(None), table.c.next_attempt_at <= utcnow())
+            .order_by(table.c.id)
             .limit(self._batch_size)
             # SQLite has no row locks and drops this: its transactions hold the whole file instead.
             .with_for_update(skip_locked=True)
         )
-        return (await session.scalars(query)).all()
+        return [WaitingEvent(*row) for row in await session.execute(query)]
 
-    async def publish(self, rows: Sequence[OutboxMessageMixin]) -> int:
-        """Publish rows in order and mark the confirmed ones; unconfirmed ones wait and retry."""
+    async def publish(self, events: Sequence[WaitingEvent]) -> PublishRound:
+        """Publish events in order; what became of each (nothing is written yet)."""
         if not self._broker.connected:
             raise BrokerUnavailable("the broker is not connected; the outbox keeps the events")
         # Sent in order on one channel; the confirms are awaited together.
-        outcomes = await asyncio.gather(*(self._publish_one(row) for row in rows), return_exceptions=True)
-        now = utcnow()
-        confirmed = 0
-        for row, outcome in zip(rows, outcomes, strict=True):
+        outcomes = await asyncio.gather(*(self._publish_one(each) for each in events), return_exceptions=True)
+        round_ = PublishRound(at=utcnow())
+        for event, outcome in zip(events, outcomes, strict=True):
             if outcome is None:
-                row.published_at = now
-                confirmed += 1
-                self._metrics.events_published.labels(row.routing_key).inc()
+                round_.published.append(event.id)
+                self._metrics.events_published.labels(event.routing_key).inc()
             elif isinstance(outcome, BrokerUnavailable):
-                # Not the row's fault: it stays as it is and goes out first after the reconnect.
-                logger.info("outbox event %s waits for the broker: %s", row.event_id, outcome)
+                # Not the event's fault: it stays as it is and goes out first after the reconnect.
+                logger.info("outbox event %s waits for the broker: %s", event.event_id, outcome)
             elif isinstance(outcome, BrokerError):
                 self._metrics.publish_failures.labels(type(outcome).__name__).inc()
-                row.attempts += 1
-                row.last_error = f"{type(outcome).__name__}: {outcome}"
-                row.next_attempt_at = now + timedelta(seconds=min(2**row.attempts, 300))
-                logger.warning("outbox event %s not published: %s", row.event_id, row.last_error)
+                refused = Refused.after(event, outcome, round_.at)
+                round_.refused.append(refused)
+                logger.warning("outbox event %s not published: %s", event.event_id, refused.last_error)
             else:
                 raise outcome
-        return confirmed
+        return round_
 
-    async def _publish_one(self, row: OutboxMessageMixin) -> None:
+    async def mark(self, session: AsyncSession, round_: PublishRound) -> None:
+        """Write what a round met: the confirmed rows published, in one statement; each refused
+        row its attempt, its reason and when to try again."""
+        table = self._table
+        if round_.published:
+            await session.execute(
+                update(table)
+                .where(_one_of(session, table.c.id, round_.published))
+                .values(published_at=round_.at)
+            )
+        for refused in round_.refused:
+            await session.execute(
+                update(table)
+                .where(table.c.id == refused.id)
+                .values(
+                    attempts=refused.attempts,
+                    last_error=refused.last_error,
+                    next_attempt_at=refused.next_attempt_at,
+                )
+            )
+
+    async def _publish_one(self, event: WaitingEvent) -> None:
         # A producer span continues the trace of the request that wrote the row.
         with tracer().start_as_current_span(
-            f"{row.routing_key} publish",
-            context=trace_context(row.traceparent),
+            f"{event.routing_key} publish",
+            context=trace_context(event.traceparent),
             kind=SpanKind.PRODUCER,
-            attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(row.event_id)},
+            attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(event.event_id)},
         ):
-            await self._broker.publish(self._exchange, row.routing_key, _message(row))
+            await self._broker.publish(self._exchange, event.routing_key, event.message())
 
     async def _measure_if_due(self) -> None:
         """Refresh the outbox gauges, at most once a second."""
@@ -290,13 +324,63 @@ class OutboxRelay:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _message(row: OutboxMessageMixin) -> OutgoingMessage:
-    headers = {"traceparent": row.traceparent} if row.traceparent else {}
-    if row.correlation_id:
-        headers["x-request-id"] = row.correlation_id
-    return OutgoingMessage(
-        body=row.body.encode(),
-        message_id=str(row.event_id),
-        type=row.routing_key,
-        headers=headers,
-    )
+def _one_of(session: AsyncSession, column: ColumnElement[int], ids: list[int]) -> ColumnElement[bool]:
+    """`column` is one of `ids`: one array parameter on PostgreSQL, so that every batch size is the
+    same prepared statement; SQLite has no arrays and takes the list."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(BigInteger)))
+    return column.in_(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingEvent:
+    """An outbox row the relay claimed: what it publishes."""
+
+    id: int
+    event_id: uuid.UUID
+    routing_key: str
+    body: str
+    attempts: int
+    traceparent: str | None
+    correlation_id: str | None
+
+    def message(self) -> OutgoingMessage:
+        headers = {"traceparent": self.traceparent} if self.traceparent else {}
+        if self.correlation_id:
+            headers["x-request-id"] = self.correlation_id
+        return OutgoingMessage(
+            body=self.body.encode(), message_id=str(self.event_id), type=self.routing_key, headers=headers
+        )
+
+
+# The columns the relay reads, in WaitingEvent's order.
+_CLAIMED = tuple(field.name for field in fields(WaitingEvent))
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A row the broker refused: its next attempt waits longer each time, up to 5 minutes."""
+
+    id: int
+    attempts: int
+    last_error: str
+    next_attempt_at: datetime
+
+    @classmethod
+    def after(cls, event: WaitingEvent, error: BrokerError, now: datetime) -> Refused:
+        attempts = event.attempts + 1
+        return cls(
+            id=event.id,
+            attempts=attempts,
+            last_error=f"{type(error).__name__}: {error}",
+            next_attempt_at=now + timedelta(seconds=min(2**attempts, 300)),
+        )
+
+
+@dataclass
+class PublishRound:
+    """What one round of publishing met: the ids confirmed and the rows refused."""
+
+    at: datetime
+    published: list[int] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
