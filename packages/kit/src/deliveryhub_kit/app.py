@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import APIRouter, FastAPI, Response
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -127,10 +130,41 @@ def build_app(
     burst = settings.rate_limit_burst_seconds
     app.state.subject_rate = RequestRate(settings.rate_limit_per_subject, burst_seconds=burst)
     app.add_middleware(AddressRate, rate=RequestRate(settings.rate_limit_per_address, burst_seconds=burst))
-    # Outermost: every request gets its server span and its correlation id before anything else.
-    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
+    # Outermost: every request gets its trace and its correlation id before anything else.
+    app.add_middleware(RequestTracing)
     app.add_middleware(RequestLog)
     return app
+
+
+class RequestTracing:
+    """Each request's server span while traces are recorded (an SDK tracer provider is set);
+    otherwise only the caller's trace context is carried on, so that the events a request writes
+    continue the caller's trace, at no cost to a request that brings none."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.recording = OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or isinstance(trace.get_tracer_provider(), TracerProvider):
+            await self.recording(scope, receive, send)
+            return
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _TRACE_HEADERS
+        }
+        if not carrier:
+            await self.app(scope, receive, send)
+            return
+        token = otel_context.attach(propagate.extract(carrier))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            otel_context.detach(token)
+
+
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
 class RequestMetrics:
