@@ -63,8 +63,9 @@ class OrderService:
         self, principal: Principal, request: OrderCreate, idempotency_key: str | None = None
     ) -> PlacedOrder:
         """Create an order; the same key and body return the first answer and create nothing."""
-        request_hash = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+        request_hash = ""  # only a keyed request is compared with an earlier one
         if idempotency_key is not None:
+            request_hash = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
             earlier = await self._replay(principal.subject, idempotency_key, request_hash)
             if earlier is not None:
                 return earlier
