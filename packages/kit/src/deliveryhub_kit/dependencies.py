@@ -18,20 +18,22 @@ from deliveryhub_kit.tokens import TokenVerifier
 from deliveryhub_kit.unit_of_work import UnitOfWork
 
 
-async def _database(request: Request) -> Database:
+async def _request_session(request: Request) -> AsyncIterator[UnitOfWork]:
     database: Database = request.app.state.database
-    return database
-
-
-async def _request_session(
-    database: Annotated[Database, Depends(_database)],
-) -> AsyncIterator[UnitOfWork]:
     async with database.transaction() as work:
+        yield work
+
+
+async def _reading_session(request: Request) -> AsyncIterator[UnitOfWork]:
+    database: Database = request.app.state.database
+    async with database.reading() as work:
         yield work
 
 
 # Committed when the route function returns and before the response is sent.
 SessionDep = Annotated[UnitOfWork, Depends(_request_session, scope="function")]
+# A route that only reads: no transaction around its statements (Database.reading).
+ReadingDep = Annotated[UnitOfWork, Depends(_reading_session, scope="function")]
 
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from the Delivery Hub token issuer")

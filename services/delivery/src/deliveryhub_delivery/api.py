@@ -14,6 +14,7 @@ from deliveryhub_delivery.service import DeliveryService, delivery_service
 from deliveryhub_kit.dependencies import (
     Limit,
     Offset,
+    ReadingDep,
     SearchText,
     SessionDep,
     role_dependency,
@@ -31,7 +32,13 @@ async def _service(session: SessionDep) -> DeliveryService:
     return delivery_service(session)
 
 
+async def _reader(work: ReadingDep) -> DeliveryService:
+    return delivery_service(work)
+
+
 ServiceDep = Annotated[DeliveryService, Depends(_service)]
+# The routes that only read: no transaction around their statements.
+ReaderDep = Annotated[DeliveryService, Depends(_reader)]
 Manager = Annotated[Principal, role_dependency(Role.MANAGER)]
 ManagerOrCourier = Annotated[Principal, role_dependency(Role.MANAGER, Role.COURIER)]
 
@@ -39,7 +46,7 @@ ManagerOrCourier = Annotated[Principal, role_dependency(Role.MANAGER, Role.COURI
 @router.get("/delivery/", responses=total_count_header())
 async def list_deliveries(
     principal: ManagerOrCourier,
-    service: ServiceDep,
+    service: ReaderDep,
     response: Response,
     status: DeliveryStatus | None = None,
     deliveryman_id: uuid.UUID | None = None,
@@ -66,7 +73,7 @@ async def list_deliveries(
 
 @router.get("/delivery/{delivery_id}", responses=error_responses(404))
 async def get_delivery(
-    delivery_id: uuid.UUID, principal: ManagerOrCourier, service: ServiceDep
+    delivery_id: uuid.UUID, principal: ManagerOrCourier, service: ReaderDep
 ) -> DeliveryOut:
     """One delivery (a courier sees only the ones appointed to them)."""
     return DeliveryOut.of(await service.get_delivery(principal, delivery_id))
@@ -96,7 +103,7 @@ async def cancel_delivery(delivery_id: uuid.UUID, _: Manager, service: ServiceDe
 
 
 @router.get("/deliverymen")
-async def list_deliverymen(_: Manager, service: ServiceDep) -> list[CourierOut]:
+async def list_deliverymen(_: Manager, service: ReaderDep) -> list[CourierOut]:
     """The couriers, each with the deliveries appointed to them and still open."""
     return [
         CourierOut(id=man.id, name=man.name, open_deliveries=count)

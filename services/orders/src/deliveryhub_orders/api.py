@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from deliveryhub_kit.dependencies import (
     Limit,
     Offset,
+    ReadingDep,
     SearchText,
     SessionDep,
     role_dependency,
@@ -31,7 +32,13 @@ async def _service(session: SessionDep) -> OrderService:
     return order_service(session)
 
 
+async def _reader(work: ReadingDep) -> OrderService:
+    return order_service(work)
+
+
 ServiceDep = Annotated[OrderService, Depends(_service)]
+# The routes that only read: no transaction around their statements.
+ReaderDep = Annotated[OrderService, Depends(_reader)]
 Customer = Annotated[Principal, role_dependency(Role.CUSTOMER)]
 CustomerOrManager = Annotated[Principal, role_dependency(Role.CUSTOMER, Role.MANAGER)]
 IdempotencyKey = Annotated[
@@ -66,7 +73,7 @@ async def place_order(
 @router.get("", responses=total_count_header())
 async def list_orders(
     principal: CustomerOrManager,
-    service: ServiceDep,
+    service: ReaderDep,
     response: Response,
     status: OrderStatus | None = None,
     q: SearchText = None,
@@ -85,7 +92,7 @@ async def list_orders(
 
 
 @router.get("/{order_id}", responses=error_responses(404))
-async def get_order(order_id: uuid.UUID, principal: CustomerOrManager, service: ServiceDep) -> OrderOut:
+async def get_order(order_id: uuid.UUID, principal: CustomerOrManager, service: ReaderDep) -> OrderOut:
     """One order: its owner or a manager."""
     return OrderOut.of(await service.get_order(principal, order_id))
 
