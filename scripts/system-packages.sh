@@ -3,13 +3,14 @@
 # (root); otherwise one line naming what to install, and a failure, before any test runs.
 #
 #   scripts/system-packages.sh test         Chromium (browser tests), nginx and docker-compose
-#                                           (deployment tests), debootstrap (the RabbitMQ 4 pass)
+#                                           (deployment tests), debootstrap (the RabbitMQ 4 pass),
+#                                           wrk (the bench's second load generator)
 #   scripts/system-packages.sh containers   a Docker engine, docker-compose, debootstrap
 set -euo pipefail
 
 # command | Debian package
 case "${1:-}" in
-  test) wanted=("chromium|chromium" "nginx|nginx" "docker-compose|docker-compose" "debootstrap|debootstrap") ;;
+  test) wanted=("chromium|chromium" "nginx|nginx" "docker-compose|docker-compose" "debootstrap|debootstrap" "wrk|wrk") ;;
   containers) wanted=("dockerd|docker.io" "docker-compose|docker-compose" "debootstrap|debootstrap") ;;
   *)
     echo "usage: $0 test|containers" >&2

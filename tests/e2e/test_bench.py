@@ -19,6 +19,9 @@ SECTIONS = (
     "e2e",
     "e2e_paced",
     "e2e_sustained",
+    "e2e_offered",
+    "yardstick",
+    "wrk",
     "outbox_drain",
     "consumer_drain",
     "memory_mb",
@@ -30,7 +33,7 @@ def test_bench_measures_every_phase_on_a_system_of_its_own_and_records_the_run(t
     results_dir = tmp_path / "results"
     tiny = ["--duration", "1", "--raw-seconds", "0.5", "--orders", "10", "--paced-rate", "10"]
     tiny += ["--paced-seconds", "1", "--events", "30", "--outbox", "30", "--connections", "8"]
-    tiny += ["--workers", "2"]
+    tiny += ["--offered-rate", "10", "--offered-seconds", "1", "--workers", "2"]
     places = ["--data-dir", str(tmp_path / "data"), "--results-dir", str(results_dir)]
     result = subprocess.run(
         [DELIVERYHUB, "bench", "--start", *tiny, "--timeout", "60", *places, "--json"],
@@ -51,6 +54,21 @@ def test_bench_measures_every_phase_on_a_system_of_its_own_and_records_the_run(t
     assert run["results"]["outbox_drain"]["events"] == 30
     assert run["results"]["processes"] == {"orders": 2, "delivery": 2}
     assert all(row["ratio"] is None or row["ratio"] > 0 for row in run["figures"])
+    results = run["results"]
+    assert results["yardstick"]["errors"] == 0
+    assert results["yardstick"]["requests_per_s"] > 0
+    # Paced, an order's lag counts from when it was due, so it is never shorter than from its payment.
+    paced = results["e2e_paced"]
+    assert paced["activated_from_intended_p99_ms"] >= paced["activation_lag_p99_ms"]
+    # Each timed phase says which process was busiest.
+    for section in ("http_post_orders", "http_get_delivery", "yardstick", "e2e", "e2e_paced", "e2e_offered"):
+        cpu = results[section]["cpu"]
+        assert cpu["busiest"] in cpu["cores"]
+    assert results["yardstick"]["cpu"]["busiest"] in ("yardstick", "postgres", "bench")
+    if results["wrk"]["installed"]:
+        for section in ("http_post_orders", "http_get_delivery", "yardstick"):
+            assert results["wrk"][section]["requests"] > 0
+            assert results["wrk"][section]["errors"] == 0
 
     compared = subprocess.run(
         [DELIVERYHUB, "bench", "--compare", str(written), str(written)],

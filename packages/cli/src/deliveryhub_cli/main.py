@@ -231,11 +231,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--workers", type=int, default=1, help="with --start: processes per service")
     bench.add_argument("--connections", type=int, default=64, help="HTTP connections (default: %(default)s)")
-    bench.add_argument("--duration", type=float, default=15.0, help="seconds of each HTTP phase")
-    bench.add_argument("--raw-seconds", type=float, default=5.0, help="seconds of each raw-limit phase")
+    bench.add_argument("--duration", type=float, default=10.0, help="seconds of each HTTP phase")
+    bench.add_argument("--raw-seconds", type=float, default=3.0, help="seconds of each raw-limit phase")
     bench.add_argument("--orders", type=int, default=3000, help="orders of the end-to-end phase")
     bench.add_argument("--paced-rate", type=float, default=250.0, help="orders/s offered for the lag")
     bench.add_argument("--paced-seconds", type=float, default=10.0, help="seconds of the paced phase")
+    bench.add_argument("--offered-rate", type=float, default=500.0, help="orders/s offered for the rate")
+    bench.add_argument("--offered-seconds", type=float, default=60.0, help="seconds of that phase")
     bench.add_argument("--events", type=int, default=5000, help="events of the consumer drain")
     bench.add_argument("--outbox", type=int, default=5000, help="rows of the outbox drain")
     bench.add_argument("--timeout", type=float, default=120.0, help="longest wait of any phase")
@@ -321,6 +323,8 @@ def _bench(arguments: argparse.Namespace) -> int:
             orders=arguments.orders,
             paced_rate=arguments.paced_rate,
             paced_seconds=arguments.paced_seconds,
+            offered_rate=arguments.offered_rate,
+            offered_seconds=arguments.offered_seconds,
             events=arguments.events,
             outbox_rows=arguments.outbox,
             timeout=arguments.timeout,

@@ -29,6 +29,7 @@ class HttpOutcome:
     def summary(self, seconds: float) -> Json:
         return {
             "requests": len(self.latencies) + self.errors,
+            "seconds": round(seconds, 2),
             "requests_per_s": round(len(self.latencies) / seconds, 1),
             **latency_summary(self.latencies),
             "errors": self.errors,
@@ -69,14 +70,15 @@ async def on_every_connection(
 
 
 async def http_post_orders(
-    options: BenchOptions, customer: str, progress: Progress
+    options: BenchOptions, customer: str, progress: Progress, *, url: str | None = None, what: str = ""
 ) -> tuple[Json, list[str]]:
-    """Orders placed as fast as the connections allow, for the phase's duration; the ids placed."""
-    progress.phase(f"HTTP POST /api/orders: {options.connections} connections, {options.duration:g}s")
+    """Orders placed as fast as the connections allow, for the phase's duration; the ids placed.
+    `url` is another server's (the yardstick's), `what` names it."""
+    progress.phase(f"HTTP POST /api/orders{what}: {options.connections} connections, {options.duration:g}s")
     outcome = HttpOutcome()
     created: list[str] = []
     deadline = time.perf_counter() + options.duration
-    async with HttpLoad(options.orders_url, options.connections) as client:
+    async with HttpLoad(url or options.orders_url, options.connections) as client:
         place = client.prepare(
             "POST", "/api/orders", headers={"Authorization": f"Bearer {customer}"}, json_body=order_body()
         )

@@ -33,11 +33,13 @@ class BenchOptions:
     data_dir: Path
     results_dir: Path
     connections: int = 64
-    duration: float = 15.0
-    raw_seconds: float = 5.0
+    duration: float = 10.0
+    raw_seconds: float = 3.0
     orders: int = 3000
     paced_rate: float = 250.0
     paced_seconds: float = 10.0
+    offered_rate: float = 500.0
+    offered_seconds: float = 60.0
     events: int = 5000
     outbox_rows: int = 5000
     timeout: float = 120.0

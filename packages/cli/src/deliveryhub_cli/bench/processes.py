@@ -16,7 +16,7 @@ def rss_mb(pid: int) -> float:
     """Resident memory of the largest process of a service: the service process, or with several
     workers the largest of them (their supervisor holds little)."""
     largest_kb = 0
-    for each in (pid, *_children(pid)):
+    for each in (pid, *children(pid)):
         with suppress(OSError):
             for line in Path(f"/proc/{each}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -26,7 +26,7 @@ def rss_mb(pid: int) -> float:
 
 def service_processes(pid: int) -> int:
     """How many processes of a service answer requests: its workers, or the process itself."""
-    workers = [child for child in _children(pid) if "spawn_main" in _command_line(child)]
+    workers = [child for child in children(pid) if "spawn_main" in _command_line(child)]
     return len(workers) or 1
 
 
@@ -36,14 +36,14 @@ def _command_line(pid: int) -> str:
     return ""
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     found: list[int] = []
     with suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             with suppress(OSError):
                 found.extend(int(child) for child in (task / "children").read_text().split())
     for child in list(found):
-        found.extend(_children(child))
+        found.extend(children(child))
     return found
 
 

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sys
 import time
 import uuid
+from collections.abc import Awaitable
 
 import aio_pika
 import asyncpg
 
+from deliveryhub_cli.bench.cpu import CpuWatch, Members, named, process_tree
 from deliveryhub_cli.bench.drains import consumer_drain, outbox_drain
 from deliveryhub_cli.bench.http_load import http_get_deliveries, http_post_orders
 from deliveryhub_cli.bench.options import BenchOptions, Json
+from deliveryhub_cli.bench.payloads import order_body
 from deliveryhub_cli.bench.pipeline import SystemDatabases, end_to_end, wait_for_deliveries
 from deliveryhub_cli.bench.processes import rss_mb, service_memory, service_pids, service_processes
 from deliveryhub_cli.bench.raw import raw_postgres, raw_rabbitmq
 from deliveryhub_cli.bench.report import record, write_and_print
-from deliveryhub_cli.bench.systems import Scratch, started_system
+from deliveryhub_cli.bench.systems import Scratch, started_system, started_yardstick
 from deliveryhub_cli.bench.timing import Progress
+from deliveryhub_cli.bench.wrk import run_wrk, wrk_path
 from deliveryhub_cli.tokens import make_token
 from deliveryhub_kit.identity import Role
 
@@ -27,47 +33,87 @@ SUSTAINED_SHARE = 0.7
 
 
 async def measure(options: BenchOptions, token: str, pids: dict[str, int]) -> Json:
-    """Every phase in turn against the target system; the results by section."""
-    progress = Progress(phases=11)
+    """Every phase in turn against the target system; the results by section, each timed phase
+    with the CPU each process group spent during it."""
+    wrk = wrk_path() is not None
+    progress = Progress(phases=13 + (3 if wrk else 0))
     scratch = Scratch(options, token)
     keys_dir = options.data_dir / "keys"
     customer = make_token(keys_dir, Role.CUSTOMER)
     manager = make_token(keys_dir, Role.MANAGER)
     databases = SystemDatabases(options.postgres, options.database_prefix)
+    system = service_pids({"orders": options.orders_url, "delivery": options.delivery_url}, pids)
+    groups: dict[str, Members] = {name: process_tree(pid) for name, pid in system.items() if pid}
+    if "web" in pids:
+        groups["web"] = process_tree(pids["web"])
+    bench_pid = os.getpid()
+    groups |= {"postgres": named("postgres"), "rabbitmq": named("beam.smp"), "bench": lambda: (bench_pid,)}
+    watch = CpuWatch(groups)
     await databases.open()
-    results: Json = {}
+    results: Json = {"wrk": {"installed": wrk}}
     try:
         results["raw"] = {
             **await raw_rabbitmq(options, scratch.names, progress),
             **await raw_postgres(options, scratch.database_prefix, progress),
         }
-        results["e2e"] = await end_to_end(
-            options, customer, databases, progress, orders=options.orders, rate=None
+        results["e2e"] = await watched(
+            watch, end_to_end(options, customer, databases, progress, orders=options.orders, rate=None)
         )
+        post_body = json.dumps(order_body()).encode()
+        bearer = {"Authorization": f"Bearer {customer}", "Content-Type": "application/json"}
+        if wrk:
+            progress.phase(f"wrk POST /api/orders: {options.connections} connections, {options.duration:g}s")
+            results["wrk"]["http_post_orders"] = await watched(
+                watch, _wrk(options, f"{options.orders_url}/api/orders", "POST", bearer, post_body)
+            )
+        before = watch.reading()
         post, created = await http_post_orders(options, customer, progress)
-        results["http_post_orders"] = post
-        # The POST phase leaves a backlog of events; reads start once the deliveries exist.
+        results["http_post_orders"] = {
+            **post,
+            "cpu": CpuWatch.cores(before, watch.reading(), post["seconds"]),
+        }
+        # The POST phases leave a backlog of events; reads start once the deliveries exist.
         created_ids = [uuid.UUID(each) for each in created]
         await wait_for_deliveries(databases, created_ids, ("created",), options.timeout, progress)
-        results["http_get_delivery"] = await http_get_deliveries(options, manager, created, progress)
-        results["e2e_paced"] = await end_to_end(
-            options,
-            customer,
-            databases,
-            progress,
-            orders=max(1, int(options.paced_rate * options.paced_seconds)),
-            rate=options.paced_rate,
+        results["http_get_delivery"] = await watched(
+            watch, http_get_deliveries(options, manager, created, progress)
         )
+        if wrk:
+            progress.phase(
+                f"wrk GET /api/delivery/{{id}}: {options.connections} connections, {options.duration:g}s"
+            )
+            reads = {"Authorization": f"Bearer {manager}"}
+            paths = [f"/api/delivery/{each}" for each in created[:5000]]
+            results["wrk"]["http_get_delivery"] = await watched(
+                watch, _wrk(options, options.delivery_url, "GET", reads, None, paths)
+            )
+        async with started_yardstick(options, token) as (yardstick_url, yardstick_pid):
+            lean = CpuWatch({**groups, "yardstick": process_tree(yardstick_pid)})
+            before = lean.reading()
+            yardstick, _ = await http_post_orders(
+                options, customer, progress, url=yardstick_url, what=" of the lean yardstick"
+            )
+            results["yardstick"] = {
+                **yardstick,
+                "cpu": CpuWatch.cores(before, lean.reading(), yardstick["seconds"]),
+            }
+            if wrk:
+                progress.phase(f"wrk POST /api/orders of the lean yardstick: {options.duration:g}s")
+                results["wrk"]["yardstick"] = await watched(
+                    lean, _wrk(options, f"{yardstick_url}/api/orders", "POST", bearer, post_body)
+                )
+
+        def paced(rate: float, seconds: float) -> Awaitable[Json]:
+            orders = max(1, int(rate * seconds))
+            return watched(
+                watch, end_to_end(options, customer, databases, progress, orders=orders, rate=rate)
+            )
+
+        results["e2e_paced"] = await paced(options.paced_rate, options.paced_seconds)
         # The lag below saturation: paced at a share of what the unpaced phase sustained.
         sustained = max(1.0, round(SUSTAINED_SHARE * results["e2e"]["orders_per_s"]))
-        results["e2e_sustained"] = await end_to_end(
-            options,
-            customer,
-            databases,
-            progress,
-            orders=max(1, int(sustained * options.paced_seconds)),
-            rate=sustained,
-        )
+        results["e2e_sustained"] = await paced(sustained, options.paced_seconds)
+        results["e2e_offered"] = await paced(options.offered_rate, options.offered_seconds)
         progress.phase("scratch databases for the drains")
         await scratch.create()
         try:
@@ -76,7 +122,6 @@ async def measure(options: BenchOptions, token: str, pids: dict[str, int]) -> Js
         finally:
             await scratch.drop()
         progress.phase("resident memory")
-        system = service_pids({"orders": options.orders_url, "delivery": options.delivery_url}, pids)
         results["memory_mb"] = {**service_memory(system), "delivery (after its drain)": drain_memory}
         results["processes"] = {name: service_processes(pid) if pid else None for name, pid in system.items()}
         if "web" in pids:
@@ -85,6 +130,33 @@ async def measure(options: BenchOptions, token: str, pids: dict[str, int]) -> Js
         progress.done()
         await databases.close()
     return results
+
+
+async def watched(watch: CpuWatch, phase: Awaitable[Json]) -> Json:
+    """A phase's results with the cores each process group spent while it ran."""
+    before, started = watch.reading(), time.perf_counter()
+    result = await phase
+    return {**result, "cpu": CpuWatch.cores(before, watch.reading(), time.perf_counter() - started)}
+
+
+async def _wrk(
+    options: BenchOptions,
+    url: str,
+    method: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    paths: list[str] | None = None,
+) -> Json:
+    return await asyncio.to_thread(
+        run_wrk,
+        url,
+        method=method,
+        headers=headers,
+        body=body,
+        paths=paths,
+        connections=options.connections,
+        seconds=options.duration,
+    )
 
 
 def run_bench(options: BenchOptions) -> int:

@@ -4,13 +4,16 @@ scratch databases and broker names of the drain phases."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, redirect_stdout
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager, redirect_stdout, suppress
 from pathlib import Path
 
 import aio_pika
+import httpx
 
 from deliveryhub_cli.bench.options import RETRY_DELAYS, BenchOptions
 from deliveryhub_cli.environment import console_upstreams, service_environment, service_urls
@@ -136,3 +139,40 @@ def started_system(options: BenchOptions, token: str) -> Iterator[dict[str, int]
         for url in urls.values():
             asyncio.run(drop_database(url))
         asyncio.run(delete_broker_names(options.amqp, Names(up.broker_prefix)))
+
+
+@asynccontextmanager
+async def started_yardstick(options: BenchOptions, token: str) -> AsyncIterator[tuple[str, int]]:
+    """The lean yardstick on a port and a migrated orders database of its own; its URL and pid."""
+    orders = next(service for service in SERVICES if service.name == "orders")
+    url = await prepare_database(options.postgres, orders, f"bench_{token}_yardstick_")
+    await asyncio.to_thread(migrate, url, orders)
+    port = free_port()
+    env = {**os.environ, "YARDSTICK_DATABASE_URL": url.replace("postgresql+asyncpg://", "postgresql://")}
+    command = [sys.executable, "-m", "uvicorn", "--factory", "deliveryhub_cli.bench.yardstick:create_app"]
+    command += ["--host", options.host, "--port", str(port), "--log-level", "warning"]
+    with log_file(options, "yardstick").open("w") as log:
+        process = await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
+        )
+    try:
+        base = f"http://{options.host}:{port}"
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient(base_url=base) as client:
+            while True:
+                with suppress(httpx.TransportError):
+                    if (await client.get("/docs")).status_code in (200, 404):
+                        break
+                if process.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the yardstick did not start; see {log_file(options, 'yardstick')}")
+                await asyncio.sleep(0.1)
+        yield base, process.pid
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        await drop_database(url)
