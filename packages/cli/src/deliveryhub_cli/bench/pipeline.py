@@ -118,6 +118,9 @@ async def end_to_end(
         async def one(intended: float | None = None) -> None:
             # Paced, an order is due at its intended time: waiting for a free connection counts.
             async with gate:
+                if intended is not None and time.monotonic() > window_ends:
+                    unsent.append(intended)  # its time came while the system was behind
+                    return
                 answer = await timed(outcome, client.send(place), 201)
                 if answer is None:
                     return
@@ -131,6 +134,9 @@ async def end_to_end(
 
         started = time.monotonic()
         wall_started = datetime.now(UTC)
+        # Paced, the phase lasts as long as its schedule: what could not be sent by then is not.
+        window_ends = started + orders / rate if rate else float("inf")
+        unsent: list[float] = []
         due: dict[uuid.UUID, datetime] = {}
         answered: list[float] = []
         reporter = asyncio.create_task(keep_reporting(progress, lambda: f"{len(paid)}/{orders} paid"))
@@ -154,6 +160,7 @@ async def end_to_end(
         "placed_and_paid_seconds": round(placed_seconds, 2),
         "seconds": round(seconds, 2),
         "orders_per_s": round(len(paid) / seconds, 1),
+        "not_sent": len(unsent),
         "http_errors": outcome.errors,
         "error_kinds": outcome.error_kinds,
         "created_lag_p50_ms": round(percentile(created_lags, 0.5) * 1000, 1),

@@ -134,6 +134,7 @@ def figures(run: Json) -> list[Json]:
             )
         )
         rows.append(_figure(f"{what}: errors", offered["http_errors"], None, 0, "<="))
+        rows.append(_figure(f"{what}: not sent in time", offered.get("not_sent", 0), None, 0, "<="))
     rate = f"paced {paced['offered_per_s']:g}/s"
     rows += [
         _figure(f"{rate}: paid→activated p99 ms", paced["activation_lag_p99_ms"], None, None),
@@ -151,6 +152,7 @@ def figures(run: Json) -> list[Json]:
             "<=",
         ),
         _figure(f"{rate}: errors", paced["http_errors"], None, 0, "<="),
+        _figure(f"{rate}: not sent in time", paced.get("not_sent", 0), None, 0, "<="),
     ]
     if sustained := r.get("e2e_sustained"):
         rows.append(_figure("paced at 70 %: orders/s offered", sustained["offered_per_s"], None, None))
