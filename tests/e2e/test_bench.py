@@ -60,6 +60,9 @@ def test_bench_measures_every_phase_on_a_system_of_its_own_and_records_the_run(t
     # Paced, an order's lag counts from when it was due, so it is never shorter than from its payment.
     paced = results["e2e_paced"]
     assert paced["activated_from_intended_p99_ms"] >= paced["activation_lag_p99_ms"]
+    # Each timed phase began once the ones before had left no event behind.
+    for section in ("e2e", "http_post_orders", "http_get_delivery", "yardstick", "e2e_paced", "e2e_offered"):
+        assert results[section]["settle"]["settled"] is True
     # Each timed phase says which process was busiest.
     for section in ("http_post_orders", "http_get_delivery", "yardstick", "e2e", "e2e_paced", "e2e_offered"):
         cpu = results[section]["cpu"]

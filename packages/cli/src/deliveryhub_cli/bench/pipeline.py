@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aio_pika
 import asyncpg
 
 from deliveryhub_cli.bench.http_load import HttpOutcome, timed
@@ -73,6 +74,48 @@ class SystemDatabases:
             list(due),
         )
         return [(row["activated_at"] - due[row["id"]]).total_seconds() for row in rows]
+
+    async def waiting_events(self) -> int:
+        """Outbox rows not yet published, in both services."""
+        total = 0
+        for connection in self._connections.values():
+            total += await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        return total
+
+
+async def queued_messages(amqp: str, queues: list[str]) -> int:
+    """Messages ready in the services' queues (a queue not declared yet holds none)."""
+    connection = await aio_pika.connect(amqp)
+    try:
+        total = 0
+        for name in queues:
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                continue
+            total += queue.declaration_result.message_count or 0
+            await channel.close()
+        return total
+    finally:
+        await connection.close()
+
+
+async def settle(
+    databases: SystemDatabases, amqp: str, queues: list[str], wait_seconds: float, progress: Progress
+) -> Json:
+    """Wait until the phases before have left nothing behind (no outbox row waiting, no message
+    queued), so that a phase does not pay for the one before it; how long that took."""
+    started = time.monotonic()
+    deadline = started + wait_seconds
+    while True:
+        left = await databases.waiting_events() + await queued_messages(amqp, queues)
+        if left == 0:
+            return {"settled": True, "seconds": round(time.monotonic() - started, 2)}
+        progress.update(f"settling: {left} events left from before")
+        if time.monotonic() > deadline:
+            return {"settled": False, "seconds": round(time.monotonic() - started, 2), "left": left}
+        await asyncio.sleep(0.2)
 
 
 async def wait_for_deliveries(

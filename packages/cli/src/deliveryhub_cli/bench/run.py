@@ -18,7 +18,7 @@ from deliveryhub_cli.bench.drains import consumer_drain, outbox_drain
 from deliveryhub_cli.bench.http_load import http_get_deliveries, http_post_orders
 from deliveryhub_cli.bench.options import BenchOptions, Json
 from deliveryhub_cli.bench.payloads import order_body
-from deliveryhub_cli.bench.pipeline import SystemDatabases, end_to_end, wait_for_deliveries
+from deliveryhub_cli.bench.pipeline import SystemDatabases, end_to_end, settle, wait_for_deliveries
 from deliveryhub_cli.bench.processes import rss_mb, service_memory, service_pids, service_processes
 from deliveryhub_cli.bench.raw import raw_postgres, raw_rabbitmq
 from deliveryhub_cli.bench.report import record, write_and_print
@@ -26,6 +26,7 @@ from deliveryhub_cli.bench.systems import Scratch, started_system, started_yards
 from deliveryhub_cli.bench.timing import Progress
 from deliveryhub_cli.bench.wrk import run_wrk, wrk_path
 from deliveryhub_cli.tokens import make_token
+from deliveryhub_contracts.topology import DELIVERY_ORDER_EVENTS, ORDERS_DELIVERY_EVENTS, Names
 from deliveryhub_kit.identity import Role
 
 # The share of the measured end-to-end rate offered to see the lag of a system that keeps up.
@@ -56,27 +57,39 @@ async def measure(options: BenchOptions, token: str, pids: dict[str, int]) -> Js
             **await raw_rabbitmq(options, scratch.names, progress),
             **await raw_postgres(options, scratch.database_prefix, progress),
         }
+        names = Names(options.broker_prefix)
+        queues = [names.queue(DELIVERY_ORDER_EVENTS), names.queue(ORDERS_DELIVERY_EVENTS)]
+
+        async def settled() -> Json:
+            return await settle(databases, options.amqp, queues, options.timeout, progress)
+
         results["e2e"] = await watched(
-            watch, end_to_end(options, customer, databases, progress, orders=options.orders, rate=None)
+            watch,
+            end_to_end(options, customer, databases, progress, orders=options.orders, rate=None),
+            await settled(),
         )
         post_body = json.dumps(order_body()).encode()
         bearer = {"Authorization": f"Bearer {customer}", "Content-Type": "application/json"}
         if wrk:
             progress.phase(f"wrk POST /api/orders: {options.connections} connections, {options.duration:g}s")
             results["wrk"]["http_post_orders"] = await watched(
-                watch, _wrk(options, f"{options.orders_url}/api/orders", "POST", bearer, post_body)
+                watch,
+                _wrk(options, f"{options.orders_url}/api/orders", "POST", bearer, post_body),
+                await settled(),
             )
+        before_post = await settled()
         before = watch.reading()
         post, created = await http_post_orders(options, customer, progress)
         results["http_post_orders"] = {
             **post,
             "cpu": CpuWatch.cores(before, watch.reading(), post["seconds"]),
+            "settle": before_post,
         }
         # The POST phases leave a backlog of events; reads start once the deliveries exist.
         created_ids = [uuid.UUID(each) for each in created]
         await wait_for_deliveries(databases, created_ids, ("created",), options.timeout, progress)
         results["http_get_delivery"] = await watched(
-            watch, http_get_deliveries(options, manager, created, progress)
+            watch, http_get_deliveries(options, manager, created, progress), await settled()
         )
         if wrk:
             progress.phase(
@@ -89,6 +102,7 @@ async def measure(options: BenchOptions, token: str, pids: dict[str, int]) -> Js
             )
         async with started_yardstick(options, token) as (yardstick_url, yardstick_pid):
             lean = CpuWatch({**groups, "yardstick": process_tree(yardstick_pid)})
+            before_yardstick = await settled()
             before = lean.reading()
             yardstick, _ = await http_post_orders(
                 options, customer, progress, url=yardstick_url, what=" of the lean yardstick"
@@ -96,6 +110,7 @@ async def measure(options: BenchOptions, token: str, pids: dict[str, int]) -> Js
             results["yardstick"] = {
                 **yardstick,
                 "cpu": CpuWatch.cores(before, lean.reading(), yardstick["seconds"]),
+                "settle": before_yardstick,
             }
             if wrk:
                 progress.phase(f"wrk POST /api/orders of the lean yardstick: {options.duration:g}s")
@@ -103,10 +118,12 @@ async def measure(options: BenchOptions, token: str, pids: dict[str, int]) -> Js
                     lean, _wrk(options, f"{yardstick_url}/api/orders", "POST", bearer, post_body)
                 )
 
-        def paced(rate: float, seconds: float) -> Awaitable[Json]:
+        async def paced(rate: float, seconds: float) -> Json:
             orders = max(1, int(rate * seconds))
-            return watched(
-                watch, end_to_end(options, customer, databases, progress, orders=orders, rate=rate)
+            return await watched(
+                watch,
+                end_to_end(options, customer, databases, progress, orders=orders, rate=rate),
+                await settled(),
             )
 
         results["e2e_paced"] = await paced(options.paced_rate, options.paced_seconds)
@@ -132,11 +149,13 @@ async def measure(options: BenchOptions, token: str, pids: dict[str, int]) -> Js
     return results
 
 
-async def watched(watch: CpuWatch, phase: Awaitable[Json]) -> Json:
-    """A phase's results with the cores each process group spent while it ran."""
+async def watched(watch: CpuWatch, phase: Awaitable[Json], settled: Json | None = None) -> Json:
+    """A phase's results with the cores each process group spent while it ran (and how the
+    system settled before it)."""
     before, started = watch.reading(), time.perf_counter()
     result = await phase
-    return {**result, "cpu": CpuWatch.cores(before, watch.reading(), time.perf_counter() - started)}
+    cpu = CpuWatch.cores(before, watch.reading(), time.perf_counter() - started)
+    return {**result, "cpu": cpu, **({"settle": settled} if settled else {})}
 
 
 async def _wrk(
