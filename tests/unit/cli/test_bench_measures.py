@@ -81,4 +81,7 @@ def test_cpu_is_read_per_process_and_the_busiest_group_named() -> None:
         spinner.wait()
     assert cores["busiest"] == "spinner"
     assert cores["cores"]["spinner"] > cores["cores"]["bench"]
+    # The machine as a whole spent at least what the spinner did; the rest is named as such.
+    assert cores["machine_cores"] >= cores["cores"]["spinner"] - 0.05
+    assert cores["cores"]["everything else"] >= 0
     assert cpu_seconds(spinner.pid) is None  # gone

@@ -47,8 +47,20 @@ def named(command: str) -> Members:
     return members
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy, all cores together (from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND
+
+
+# The readings' key for the machine as a whole.
+MACHINE = "(machine)"
+
+
 class CpuWatch:
-    """CPU per group over a phase, in cores (CPU seconds per second of the phase)."""
+    """CPU per group over a phase, in cores (CPU seconds per second of the phase), and what the
+    rest of the machine spent: anything else running beside the bench shows there."""
 
     def __init__(self, groups: dict[str, Members]) -> None:
         self._groups = groups
@@ -57,6 +69,7 @@ class CpuWatch:
         readings: dict[str, dict[int, float]] = {}
         for name, members in self._groups.items():
             readings[name] = {pid: spent for pid in members() if (spent := cpu_seconds(pid)) is not None}
+        readings[MACHINE] = {0: machine_busy_seconds()}
         return readings
 
     @staticmethod
@@ -72,5 +85,8 @@ class CpuWatch:
             )
             for name, pids in after.items()
         }
+        machine = cores.pop(MACHINE, None)
         busiest = max(cores, key=lambda name: cores[name]) if cores else None
-        return {"cores": cores, "busiest": busiest}
+        if machine is not None:
+            cores["everything else"] = round(max(0.0, machine - sum(cores.values())), 2)
+        return {"cores": cores, "busiest": busiest, "machine_cores": machine}
