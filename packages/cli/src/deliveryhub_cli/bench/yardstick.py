@@ -25,7 +25,9 @@ from fastapi.responses import Response
 from deliveryhub_contracts.events import ORDERS_SOURCE, OrderCreated, make_envelope
 from deliveryhub_orders.schemas import OrderCreate
 
-POOL_SIZE = 20  # the services' own pool
+# At most the services' own pool, opened as the load asks for it (as theirs is): a pool opened
+# whole at start-up takes connections that other clients of the server may need.
+POOL_SIZE = 20
 
 _INSERT_ORDER = (
     "INSERT INTO orders (id, customer_id, address, date, items, total, status, version,"
@@ -42,7 +44,7 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await asyncpg.create_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE)
+        app.state.pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE)
         try:
             yield
         finally:
