@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -68,17 +69,21 @@ def test_two_generators_agree_within_ten_percent() -> None:
 
 
 def test_cpu_is_read_per_process_and_the_busiest_group_named() -> None:
-    spinner = subprocess.Popen(["python3", "-c", "while True: pass"])
+    # The spinner spends 0.3 s of CPU, says so, then waits for its stdin to close.
+    spin = "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    spin += "print('spun', flush=True)\nsys.stdin.read()\n"
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", spin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         watch = CpuWatch({"spinner": process_tree(spinner.pid), "bench": lambda: (os.getpid(),)})
         before, started = watch.reading(), time.perf_counter()
-        deadline = time.monotonic() + 10
-        while (cpu_seconds(spinner.pid) or 0.0) < 0.3 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the spinner's own CPU is the condition, not the time
+        assert spinner.stdout is not None
+        assert spinner.stdout.readline().strip() == "spun"  # the condition: its CPU is spent
         cores = CpuWatch.cores(before, watch.reading(), time.perf_counter() - started)
     finally:
         spinner.kill()
-        spinner.wait()
+        spinner.communicate(timeout=10)
     assert cores["busiest"] == "spinner"
     assert cores["cores"]["spinner"] > cores["cores"]["bench"]
     # The machine as a whole spent at least what the spinner did; the rest is named as such.
