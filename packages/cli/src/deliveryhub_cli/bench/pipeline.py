@@ -83,22 +83,18 @@ class SystemDatabases:
         return total
 
 
-async def queued_messages(amqp: str, queues: list[str]) -> int:
+async def queued_messages(connection: aio_pika.abc.AbstractConnection, queues: list[str]) -> int:
     """Messages ready in the services' queues (a queue not declared yet holds none)."""
-    connection = await aio_pika.connect(amqp)
-    try:
-        total = 0
-        for name in queues:
-            channel = await connection.channel()
-            try:
-                queue = await channel.declare_queue(name, passive=True)
-            except aio_pika.exceptions.ChannelClosed:
-                continue
-            total += queue.declaration_result.message_count or 0
-            await channel.close()
-        return total
-    finally:
-        await connection.close()
+    total = 0
+    for name in queues:
+        channel = await connection.channel()
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            continue
+        total += queue.declaration_result.message_count or 0
+        await channel.close()
+    return total
 
 
 async def settle(
@@ -108,14 +104,18 @@ async def settle(
     queued), so that a phase does not pay for the one before it; how long that took."""
     started = time.monotonic()
     deadline = started + wait_seconds
-    while True:
-        left = await databases.waiting_events() + await queued_messages(amqp, queues)
-        if left == 0:
-            return {"settled": True, "seconds": round(time.monotonic() - started, 2)}
-        progress.update(f"settling: {left} events left from before")
-        if time.monotonic() > deadline:
-            return {"settled": False, "seconds": round(time.monotonic() - started, 2), "left": left}
-        await asyncio.sleep(0.2)
+    connection = await aio_pika.connect(amqp)
+    try:
+        while True:
+            left = await databases.waiting_events() + await queued_messages(connection, queues)
+            if left == 0:
+                return {"settled": True, "seconds": round(time.monotonic() - started, 2)}
+            progress.update(f"settling: {left} events left from before")
+            if time.monotonic() > deadline:
+                return {"settled": False, "seconds": round(time.monotonic() - started, 2), "left": left}
+            await asyncio.sleep(0.2)
+    finally:
+        await connection.close()
 
 
 async def wait_for_deliveries(
