@@ -24,7 +24,6 @@ from deliveryhub_kit.broker import OutgoingMessage
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.keys import KeyPair, generate_key_pair
 from deliveryhub_kit.rabbitmq import RabbitBroker
-from deliveryhub_kit.settings import async_database_url
 from tests.support.broker import AMQP_URL, Amqp, BrokerNamespace, PublishEvent, delete_broker_names
 from tests.support.databases import Databases
 from tests.support.stand_in import StandInBase
@@ -61,11 +60,10 @@ async def delivery_database_url(databases: Databases) -> AsyncIterator[str]:
 @pytest.fixture
 async def stand_in_database(databases: Databases) -> AsyncIterator[Database]:
     """A fresh database with the stand-in service's outbox, inbox and `applied` tables."""
-    url = await databases.create_with_tables("stand_in", StandInBase.metadata)
-    database = Database(async_database_url(url), pool_size=5, max_overflow=5)
-    yield database
-    await database.dispose()
-    await databases.drop(url)
+    async with databases.with_tables(
+        "stand_in", StandInBase.metadata, pool_size=5, max_overflow=5
+    ) as database:
+        yield database
 
 
 @pytest.fixture(scope="session")

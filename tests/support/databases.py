@@ -10,13 +10,15 @@ import asyncio
 import importlib.util
 import itertools
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy import MetaData, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from deliveryhub_kit.db import Database
 from deliveryhub_kit.migrations import create_database_if_missing, drop_database, upgrade
 from deliveryhub_kit.settings import DEFAULT_POSTGRES, async_database_url
 
@@ -80,6 +82,19 @@ class Databases:
                 await engine.dispose()
 
         return await self._copy_of(label, create_tables)
+
+    @asynccontextmanager
+    async def with_tables(
+        self, label: str, metadata: MetaData, *, pool_size: int, max_overflow: int
+    ) -> AsyncIterator[Database]:
+        """A `Database` on a new database holding the tables of `metadata`; dropped afterwards."""
+        url = await self.create_with_tables(label, metadata)
+        database = Database(async_database_url(url), pool_size=pool_size, max_overflow=max_overflow)
+        try:
+            yield database
+        finally:
+            await database.dispose()
+            await self.drop(url)
 
     async def drop(self, url: str) -> None:
         """Drop one database this factory made."""

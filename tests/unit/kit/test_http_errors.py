@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -62,6 +63,18 @@ def build_app() -> FastAPI:
     @app.get("/duplicate")
     async def duplicate() -> None:
         raise sa_exc.IntegrityError("INSERT", {}, ValueError("duplicate key"))
+
+    # What a transaction written in one statement on the driver meets, not wrapped by SQLAlchemy.
+    driver_errors = {
+        "unique": asyncpg.UniqueViolationError("duplicate key value violates unique constraint"),
+        "too-long": asyncpg.StringDataRightTruncationError("value too long for type character varying(10)"),
+        "shutdown": asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        "lost": asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    }
+
+    @app.get("/driver/{name}")
+    async def driver_error(name: str) -> None:
+        raise driver_errors[name]
 
     @app.get("/bug")
     async def bug() -> None:
@@ -177,6 +190,20 @@ async def test_a_constraint_violation_is_409(client: httpx.AsyncClient) -> None:
 
     assert response.status_code == 409
     assert response.json()["error"] == "conflict"
+
+
+async def test_a_driver_error_is_read_as_its_sqlalchemy_form_would_be(client: httpx.AsyncClient) -> None:
+    answers = {}
+    for name in ("unique", "too-long", "shutdown", "lost"):
+        response = await client.get(f"/driver/{name}")
+        answers[name] = (response.status_code, response.json()["error"])
+
+    assert answers == {
+        "unique": (409, "conflict"),
+        "too-long": (422, "validation_error"),
+        "shutdown": (503, "unavailable"),
+        "lost": (503, "unavailable"),
+    }
 
 
 async def test_an_unexpected_error_keeps_the_body_shape_and_hides_the_cause(

@@ -77,16 +77,16 @@ def relay_over(broker: ScriptedBroker) -> OutboxRelay:
 
 def test_an_emitted_event_is_a_pending_outbox_row_holding_a_cloud_event() -> None:
     writing: list[bool] = []
-    work = UnitOfWork(start_writing_events=lambda: writing.append(True))
+    work = UnitOfWork(start_writing=lambda: writing.append(True))
     order_id = uuid.uuid4()
 
     Outbox(work, OutboxMessage, DELIVERY_SOURCE).emit(
         DeliveryCanceled(order_id=order_id, reason="out of stock", version=2), subject=str(order_id)
     )
 
-    assert work.events.emitted
-    assert writing == [True]  # the database is told to write events from now on
-    ((table, (row,)),) = work.events.take().items()
+    assert work.pending.emitted
+    assert writing == [True]  # the database is told to write pending rows from now on
+    ((table, (row,)),) = work.pending.take().items()
     assert table is OutboxMessage.__table__
     assert row["routing_key"] == "delivery.canceled"
     assert "published_at" not in row

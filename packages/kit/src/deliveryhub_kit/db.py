@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from deliveryhub_kit.one_statement import OneStatement
 from deliveryhub_kit.search import SQLITE_FOLD, fold
-from deliveryhub_kit.unit_of_work import UnitOfWork, write_events_before_commit
+from deliveryhub_kit.unit_of_work import UnitOfWork, track_connections, write_pending_before_commit
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -138,16 +139,20 @@ class Database:
             # Instead of SQLAlchemy's pre-ping (three round trips a checkout): a connection the
             # server has closed is known to the driver already, without asking.
             event.listen(self.engine.sync_engine, "checkout", _refuse_closed_connection)
-        # This database's own sessions: the outbox's listeners go on these alone, once one is used.
+        # This database's own sessions: the listeners writing rows at commit go on these alone,
+        # once a row is inserted that way.
         self._sync_sessions: sessionmaker[Session] = sessionmaker()
-        self._writes_events = False
+        track_connections(self._sync_sessions)
+        self._writes_pending = False
         self.sessionmaker = async_sessionmaker(
             self.engine,
             class_=UnitOfWork,
             sync_session_class=self._sync_sessions,
             expire_on_commit=False,
-            start_writing_events=self._start_writing_events,
+            start_writing=self._start_writing_pending,
         )
+        # A transaction that only inserts rows writes them in one statement (PostgreSQL).
+        self._one_statement = None if is_sqlite(url) else OneStatement(self.engine.dialect)
         self._commit_listeners: list[CommitListener] = []
         # Reads on PostgreSQL run each statement on its own: no BEGIN and COMMIT around them.
         self._reads = (
@@ -158,7 +163,7 @@ class Database:
                 class_=UnitOfWork,
                 sync_session_class=self._sync_sessions,
                 expire_on_commit=False,
-                start_writing_events=_no_events_while_reading,
+                start_writing=_no_writes_while_reading,
             )
         )
 
@@ -172,6 +177,8 @@ class Database:
         async with self.sessionmaker() as work:
             async with work.begin():
                 yield work
+                if work.pending and not work.connected and self._one_statement is not None:
+                    await self._insert_alone(work)
             for listener in self._commit_listeners:
                 listener(work)
 
@@ -187,11 +194,31 @@ class Database:
         async with self._reads() as work:
             yield work
 
-    def _start_writing_events(self) -> None:
-        """The first event emitted on this database: from now on its transactions write theirs."""
-        if not self._writes_events:
-            write_events_before_commit(self._sync_sessions)
-            self._writes_events = True
+    async def _insert_alone(self, work: UnitOfWork) -> None:
+        """Write the rows of a transaction that ran no statement: one statement on the driver's
+        connection, with no transaction around it (`deliveryhub_kit.one_statement`)."""
+        assert self._one_statement is not None
+        statement, arguments = self._one_statement(work.pending.take())
+        async with self.engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            try:
+                await driver.execute(statement, *arguments)
+            except BaseException as error:
+                # A value the server refused leaves the connection as it was (no transaction is
+                # open); after anything else (a lost line, a server going away, a cancel or a
+                # timeout mid-statement) it is not handed out again: the pool opens a fresh one.
+                code = getattr(error, "sqlstate", None)
+                if not isinstance(code, str) or code.startswith(_STALE_CONNECTION_CODES):
+                    await connection.invalidate()
+                raise
+
+    def _start_writing_pending(self) -> None:
+        """The first row inserted at commit on this database: from now on its transactions write
+        theirs."""
+        if not self._writes_pending:
+            write_pending_before_commit(self._sync_sessions)
+            self._writes_pending = True
 
     async def probe(self) -> None:
         """Return only if the database takes a write transaction now: reachable, accepting
@@ -210,8 +237,8 @@ class Database:
         await self.engine.dispose()
 
 
-def _no_events_while_reading() -> None:
-    raise RuntimeError("a reading unit of work commits nothing: emit events in a transaction")
+def _no_writes_while_reading() -> None:
+    raise RuntimeError("a reading unit of work commits nothing: emit events and insert rows in a transaction")
 
 
 # SQLSTATEs after which no pooled connection is worth keeping: the connection is gone (08), the

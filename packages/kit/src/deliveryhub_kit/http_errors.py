@@ -120,7 +120,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(
                 503, "unavailable", "the database is not available; try again shortly", **{"Retry-After": "1"}
             )
-        if isinstance(error, sa_exc.IntegrityError):
+        # Through SQLAlchemy, or straight from the driver (a transaction written in one statement).
+        if isinstance(error, sa_exc.IntegrityError) or (failure.code or "").startswith("23"):
             logger.warning("integrity error during %s: %s", where, error)
             return error_response(409, "conflict", "the change conflicts with the current state")
         if failure.from_database and failure.verdict is Verdict.RETRY:

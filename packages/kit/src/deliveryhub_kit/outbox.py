@@ -44,7 +44,7 @@ from deliveryhub_kit.context import current_correlation_id, current_traceparent,
 from deliveryhub_kit.db import Database, UtcDateTime, utcnow
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.tracing import tracer
-from deliveryhub_kit.unit_of_work import PendingEvent, UnitOfWork
+from deliveryhub_kit.unit_of_work import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -106,30 +106,21 @@ class Outbox:
             traceparent=traceparent,
             correlation_id=correlation_id,
         )
-        # Kept by the unit of work and written with one INSERT just before the transaction commits:
-        # cheaper than a tracked object per event.
+        # Kept by the unit of work and written as it commits: cheaper than a tracked object.
         now = utcnow()
-        sync_session = self._work.sync_session
-        # The event belongs to the transaction in progress (begun here if none is: no I/O yet), so
-        # that its rollback, or a savepoint's, takes the event with it.
-        transaction = (
-            sync_session.get_nested_transaction() or sync_session.get_transaction() or sync_session.begin()
-        )
-        self._work.events.add(
-            PendingEvent(
-                transaction,
-                self._table,
-                {
-                    "event_id": envelope.id,
-                    "routing_key": envelope.routing_key,
-                    "body": envelope.to_json().decode(),
-                    "traceparent": traceparent,
-                    "correlation_id": correlation_id,
-                    "created_at": now,
-                    "next_attempt_at": now,
-                    "attempts": 0,
-                },
-            )
+        self._work.insert_at_commit(
+            self._table,
+            {
+                "event_id": envelope.id,
+                "routing_key": envelope.routing_key,
+                "body": envelope.to_json().decode(),
+                "traceparent": traceparent,
+                "correlation_id": correlation_id,
+                "created_at": now,
+                "next_attempt_at": now,
+                "attempts": 0,
+            },
+            event=True,
         )
 
 
@@ -169,7 +160,7 @@ class OutboxRelay:
         database.on_commit(self._after_commit)
 
     def _after_commit(self, work: UnitOfWork) -> None:
-        if work.events.emitted:
+        if work.pending.emitted:
             self._wake.set()
 
     def wake(self) -> None:

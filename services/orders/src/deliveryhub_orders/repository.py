@@ -5,16 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exc, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, exc, func, select
 
 from deliveryhub_kit.lists import Page, Sort, ordering
 from deliveryhub_kit.search import Search
+from deliveryhub_kit.unit_of_work import UnitOfWork
 from deliveryhub_orders.models import Base, IdempotencyRecord, Order
 
-# One statement, compiled once; each order only brings its values.
 _ORDER_TABLE = Base.metadata.tables[Order.__tablename__]
-_INSERT_ORDER = insert(_ORDER_TABLE)
 _ORDER_COLUMNS = tuple(column.key for column in _ORDER_TABLE.columns)
 
 
@@ -30,7 +28,7 @@ class OrderQuery:
 
 
 class SqlOrderRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: UnitOfWork) -> None:
         self._session = session
 
     async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
@@ -58,9 +56,10 @@ class SqlOrderRepository:
     async def add(self, order: Order, record: IdempotencyRecord | None) -> bool:
         """Add the order (and its key); False if a concurrent request took the key first."""
         if record is None:
-            # One plain INSERT: the session need not track an order this transaction only creates.
-            await self._session.execute(
-                _INSERT_ORDER, {column: getattr(order, column) for column in _ORDER_COLUMNS}
+            # Written as the transaction commits, with its event: in one statement when nothing
+            # else ran. The session need not track an order this transaction only creates.
+            self._session.insert_at_commit(
+                _ORDER_TABLE, {column: getattr(order, column) for column in _ORDER_COLUMNS}
             )
             return True
         # Only a key can collide: a savepoint keeps the transaction usable to read the winner's answer.
