@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.running_system import DELIVERYHUB
+from tests.support.running_system import DELIVERYHUB, SHARED_SERVER_POOL
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +41,7 @@ def test_bench_measures_every_phase_on_a_system_of_its_own_and_records_the_run(t
         capture_output=True,
         text=True,
         timeout=110,
+        env={**os.environ, **SHARED_SERVER_POOL},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 

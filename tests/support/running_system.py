@@ -30,6 +30,9 @@ from tests.support.waiting import eventually
 T = TypeVar("T")
 
 DELIVERYHUB = str(Path(sys.executable).parent / "deliveryhub")
+# The systems the suite starts side by side on one PostgreSQL share its 100 connections: each
+# process keeps a few, and opens a few more at busy moments, instead of keeping up to 20.
+SHARED_SERVER_POOL = {"DATABASE_POOL_SIZE": "4", "DATABASE_MAX_OVERFLOW": "4"}
 LAPTEV = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
 ZUEV = uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed")
 
@@ -106,6 +109,7 @@ def system_on_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Syst
             ],
             stdout=output,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **SHARED_SERVER_POOL},
         )
     started = System(
         orders_url=f"http://127.0.0.1:{orders_port}",

@@ -115,8 +115,8 @@ class Database:
         self,
         url: str,
         *,
-        pool_size: int = 10,
-        max_overflow: int = 10,
+        pool_size: int = 20,
+        max_overflow: int = 0,
         timeout_seconds: float = 5.0,
         echo: bool = False,
     ) -> None:

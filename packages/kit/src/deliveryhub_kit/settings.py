@@ -55,10 +55,12 @@ class ServiceSettings(BaseSettings):
     # A file whose contents replace DATABASE_URL's password (and AMQP_URL's below): the URL names
     # the server and the user, and the password stays out of the environment.
     database_password_file: Path | None = None
-    # Connections kept open, and opened beyond them at busy moments (closed again after): the
-    # servers' connections are shared by every service and worker.
-    database_pool_size: int = Field(default=10, ge=1, le=200)
-    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    # Connections kept open once opened, and opened beyond them at busy moments (closed again as
+    # soon as one comes back while the kept ones are idle). The servers' connections are shared by
+    # every service and worker; an overflow connection under steady load is a PostgreSQL backend
+    # started and ended every few requests, so none by default.
+    database_pool_size: int = Field(default=20, ge=1, le=200)
+    database_max_overflow: int = Field(default=0, ge=0, le=200)
     database_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # RabbitMQ; or `memory://FILE`, the in-process broker of the embedded mode (see memory_broker/).
