@@ -37,8 +37,10 @@ async def record_in_inbox(
         {"event_id": event_id, "event_type": event_type, "received_at": received_at}
         for event_id, event_type in rows.items()
     ]
+    # On the table, not the mapped class: a plain INSERT, without the ORM's bulk-insert layer.
+    table = getattr(model, "__table__")  # noqa: B009 (a mixin does not declare it)
     statement = (
-        dialect_insert(session, model).values(values).on_conflict_do_nothing().returning(model.event_id)
+        dialect_insert(session, table).values(values).on_conflict_do_nothing().returning(table.c.event_id)
     )
     return set((await session.execute(statement)).scalars())
 
