@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, String, Table, event, func, select, text
+from sqlalchemy import JSON, String, Table, event, func, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -119,22 +119,26 @@ async def test_rows_and_events_of_a_transaction_that_ran_nothing_else_are_one_st
 async def test_one_statement_writes_what_sqlalchemy_would_have_written(database: Database) -> None:
     before = utcnow()
     async with database.transaction() as work:
-        work.insert_at_commit(PARCELS, parcel("alone"))
-    seen = statements_through_sqlalchemy(database)
+        work.insert_at_commit(PARCELS, parcel("alone"))  # no transaction around it
     async with database.transaction() as work:
-        await work.execute(text("SELECT 1"))  # a transaction that ran a statement writes as it commits
-        work.insert_at_commit(PARCELS, parcel("beside"))
-    assert any(statement.startswith("INSERT INTO parcel") for statement in seen)
+        transaction = await work.scalar(text("SELECT txid_current()::text"))
+        work.insert_at_commit(PARCELS, parcel("inside"))  # written in the transaction, then committed
+    async with database.transaction() as work:
+        await work.execute(insert(PARCELS), parcel("sqlalchemy"))
 
-    alone, beside = await stored(database)
-    for row in (alone, beside):
+    rows = {row.label: row for row in await stored(database)}
+    assert set(rows) == {"alone", "inside", "sqlalchemy"}
+    for row in rows.values():
         assert row.contents == [{"name": "Чай", "price": "250.00"}]
         assert row.weight == Decimal("1.25")
         assert row.due == datetime(2026, 12, 24, 9, 30, tzinfo=UTC)
         assert row.attempts == 3  # the column's Python default
         assert before <= row.created_at <= utcnow() + timedelta(seconds=1)
-        assert isinstance(row.id, uuid.UUID)
-    assert alone.id != beside.id
+        assert row.note is None
+    assert len({row.id for row in rows.values()}) == 3
+    async with database.reading() as work:
+        written_by = await work.scalar(text("SELECT xmin::text FROM parcel WHERE label = 'inside'"))
+    assert written_by == transaction
 
 
 async def test_a_row_the_database_refuses_takes_the_others_with_it(database: Database) -> None:
@@ -159,6 +163,16 @@ async def test_a_row_the_database_refuses_takes_the_others_with_it(database: Dat
     with pytest.raises(Exception, match="too long"):
         await write()
     assert await backend(database) == connection
+
+    # Refused inside a transaction that wrote already, it takes that write with it too.
+    async def write_after_a_write() -> None:
+        async with database.transaction() as work:
+            await work.execute(insert(PARCELS), parcel("written"))
+            work.insert_at_commit(PARCELS, parcel("far too long for ten"))
+
+    with pytest.raises(Exception, match="too long"):
+        await write_after_a_write()
+    assert await stored(database) == []
     async with database.transaction() as work:
         work.insert_at_commit(PARCELS, parcel("after"))
     assert [row.label for row in await stored(database)] == ["after"]

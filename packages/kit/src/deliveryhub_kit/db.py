@@ -177,8 +177,8 @@ class Database:
         async with self.sessionmaker() as work:
             async with work.begin():
                 yield work
-                if work.pending and not work.connected and self._one_statement is not None:
-                    await self._insert_alone(work)
+                if work.pending and self._one_statement is not None:
+                    await self._write_pending(work)
             for listener in self._commit_listeners:
                 listener(work)
 
@@ -194,11 +194,19 @@ class Database:
         async with self._reads() as work:
             yield work
 
-    async def _insert_alone(self, work: UnitOfWork) -> None:
-        """Write the rows of a transaction that ran no statement: one statement on the driver's
-        connection, with no transaction around it (`deliveryhub_kit.one_statement`)."""
+    async def _write_pending(self, work: UnitOfWork) -> None:
+        """Write the rows inserted at commit with one statement on the driver's connection
+        (`deliveryhub_kit.one_statement`): inside the transaction when it ran statements, which
+        then commits; otherwise with no transaction around it."""
         assert self._one_statement is not None
         statement, arguments = self._one_statement(work.pending.take())
+        if work.connected:
+            # A failure rolls the whole transaction back as the block leaves.
+            connection = await work.connection()
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute(statement, *arguments)
+            return
         async with self.engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None

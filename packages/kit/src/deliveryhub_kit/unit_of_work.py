@@ -8,9 +8,10 @@ outbox table, and whatever `insert_at_commit` was given) and the rows it has loc
 (`locked`, so that the handlers of a batch of messages find them without a query each).
 
 A row inserted at commit is not written before: a query of the same transaction does not see it.
-When a transaction has nothing else to do on PostgreSQL, its rows are written by one statement
-with no BEGIN and COMMIT around it (`Database.transaction`); otherwise one INSERT a table, just
-before the commit.
+On PostgreSQL `Database.transaction` writes a transaction's rows with one statement just before it
+commits, or, when the transaction ran nothing else, with no BEGIN and COMMIT around that statement.
+Elsewhere (SQLite, a session committed by hand) they are written by one INSERT a table as the
+session commits.
 """
 
 from __future__ import annotations
