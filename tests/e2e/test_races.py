@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from deliveryhub_kit.identity import Role
-from tests.support.running_system import LAPTEV, ZUEV, System, run_async
+from tests.support.running_system import CLIENT_LIMITS, LAPTEV, ZUEV, System, run_async
 from tests.support.story import order_body
 from tests.support.waiting import wait_for
 
@@ -80,9 +80,10 @@ class Shop:
 
 
 async def race_cancels_against_finishes(system: System, canceler: str) -> list[tuple[int, int, Json, Json]]:
+    # Connections left idle while the slowest order is activated are not reused past CLIENT_LIMITS.
     async with (
-        httpx.AsyncClient(base_url=system.orders_url, timeout=30) as orders,
-        httpx.AsyncClient(base_url=system.delivery_url, timeout=30) as delivery,
+        httpx.AsyncClient(base_url=system.orders_url, timeout=30, limits=CLIENT_LIMITS) as orders,
+        httpx.AsyncClient(base_url=system.delivery_url, timeout=30, limits=CLIENT_LIMITS) as delivery,
     ):
         shops = [Shop(system, orders, delivery) for _ in range(RACES)]
         await asyncio.gather(*(shop.paid_order_with_a_courier() for shop in shops))

@@ -33,6 +33,9 @@ DELIVERYHUB = str(Path(sys.executable).parent / "deliveryhub")
 # The systems the suite starts side by side on one PostgreSQL share its 100 connections: each
 # process keeps a few, and opens a few more at busy moments, instead of keeping up to 20.
 SHARED_SERVER_POOL = {"DATABASE_POOL_SIZE": "4", "DATABASE_MAX_OVERFLOW": "4"}
+# A test's connection left idle is not reused once the server may be closing it (uvicorn closes
+# one idle for 5 s): a request sent on it at that moment fails with no answer.
+CLIENT_LIMITS = httpx.Limits(keepalive_expiry=2.0)
 LAPTEV = uuid.UUID("85db966c-67f1-411e-95c0-f02edfa5464a")
 ZUEV = uuid.UUID("31babbb3-5541-4a2a-8201-537cdff25fed")
 
@@ -60,8 +63,8 @@ class System:
     delivery: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.orders = httpx.Client(base_url=self.orders_url, timeout=10)
-        self.delivery = httpx.Client(base_url=self.delivery_url, timeout=10)
+        self.orders = httpx.Client(base_url=self.orders_url, timeout=10, limits=CLIENT_LIMITS)
+        self.delivery = httpx.Client(base_url=self.delivery_url, timeout=10, limits=CLIENT_LIMITS)
 
     def auth(
         self, role: Role, *, subject: uuid.UUID | None = None, deliveryman_id: uuid.UUID | None = None

@@ -261,6 +261,11 @@ def _context_headers() -> dict[str, str]:
     return headers
 
 
+# An idle connection is dropped before the APIs' server would close it (uvicorn: after 5 s): a
+# request sent on one the server is closing at that moment fails with no answer.
+KEEPALIVE_SECONDS = 2.0
+
+
 class Backends:
     """The two APIs behind the console, on one connection pool with timeouts."""
 
@@ -269,7 +274,9 @@ class Backends:
     ) -> None:
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds)),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_SECONDS
+            ),
         )
         self.orders = OrdersApi(orders_url, self._client, issuer)
         self.delivery = DeliveryApi(delivery_url, self._client, issuer)
