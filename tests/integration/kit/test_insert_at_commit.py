@@ -4,7 +4,6 @@ exactly as SQLAlchemy's INSERT writes them otherwise, all or none."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from deliveryhub_kit.failures import Verdict, classify
 from deliveryhub_kit.outbox import Outbox, OutboxMessageMixin
 from tests.support.databases import Databases
 from tests.support.stand_in import order_created
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -193,11 +193,12 @@ async def test_a_write_canceled_mid_statement_leaves_no_busy_connection_in_the_p
                 work.insert_at_commit(PARCELS, parcel("blocked"))
 
         writing = asyncio.create_task(write())
-        deadline = time.monotonic() + 10
-        while not await _waiting_on_a_lock(locker):
-            assert time.monotonic() < deadline, "the write never reached the lock"
-            assert not writing.done()
-            await asyncio.sleep(0.02)
+
+        async def blocked() -> bool:
+            assert not writing.done(), "the write ended before it met the lock"
+            return await _waiting_on_a_lock(locker)
+
+        await wait_for(blocked, message="the write to wait on the lock")
         writing.cancel()
         with pytest.raises(asyncio.CancelledError):
             await writing
