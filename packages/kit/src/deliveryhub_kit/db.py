@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -151,7 +152,7 @@ class Database:
             expire_on_commit=False,
             start_writing=self._start_writing_pending,
         )
-        # A transaction that only inserts rows writes them in one statement (PostgreSQL).
+        # The rows a transaction inserts at commit are written in one statement (PostgreSQL).
         self._one_statement = None if is_sqlite(url) else OneStatement(self.engine.dialect)
         self._commit_listeners: list[CommitListener] = []
         # Reads on PostgreSQL run each statement on its own: no BEGIN and COMMIT around them.
@@ -202,16 +203,11 @@ class Database:
         statement, arguments = self._one_statement(work.pending.take())
         if work.connected:
             # A failure rolls the whole transaction back as the block leaves.
-            connection = await work.connection()
-            driver = (await connection.get_raw_connection()).driver_connection
-            assert driver is not None
-            await driver.execute(statement, *arguments)
+            await (await _driver_of(await work.connection())).execute(statement, *arguments)
             return
         async with self.engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            assert driver is not None
             try:
-                await driver.execute(statement, *arguments)
+                await (await _driver_of(connection)).execute(statement, *arguments)
             except BaseException as error:
                 # A value the server refused leaves the connection as it was (no transaction is
                 # open); after anything else (a lost line, a server going away, a cancel or a
@@ -243,6 +239,13 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _driver_of(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under a SQLAlchemy one."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    return driver
 
 
 def _no_writes_while_reading() -> None:
