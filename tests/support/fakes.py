@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from deliveryhub_contracts.events import Payload
-from deliveryhub_delivery.domain import DeliveryStatus
+from deliveryhub_delivery.domain import DeliveryStatus, DeliveryView
 from deliveryhub_delivery.models import Delivery, Deliveryman
 from deliveryhub_delivery.repository import DeliveryQuery
 from deliveryhub_kit.lists import Page, Sort
@@ -30,10 +30,14 @@ class FakeDeliveryRepository:
     async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
         return self.deliveries.get(delivery_id)
 
+    async def read(self, delivery_id: uuid.UUID) -> DeliveryView | None:
+        delivery = self.deliveries.get(delivery_id)
+        return None if delivery is None else DeliveryView.of(delivery)
+
     def add(self, delivery: Delivery) -> None:
         self.deliveries[delivery.id] = delivery
 
-    async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[Delivery]:
+    async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[DeliveryView]:
         found = [
             delivery
             for delivery in self.deliveries.values()
@@ -46,7 +50,7 @@ class FakeDeliveryRepository:
         found.sort(key=lambda delivery: (-delivery.created_at.timestamp(), delivery.id))
         if not newest_first:
             found.sort(key=lambda delivery: (delivery.created_at.timestamp(), delivery.id))
-        return Page(found[offset : offset + limit], len(found))
+        return Page([DeliveryView.of(delivery) for delivery in found[offset : offset + limit]], len(found))
 
     async def open_deliveries(self) -> dict[uuid.UUID, int]:
         return dict(

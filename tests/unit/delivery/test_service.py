@@ -384,16 +384,15 @@ class TestOrderEvents:
         assert events.emitted == []
 
     async def test_order_paid_activates_the_delivery(
-        self, service: DeliveryService, events: RecordingEventSink
+        self, service: DeliveryService, repository: FakeDeliveryRepository, events: RecordingEventSink
     ) -> None:
         order_id = uuid.uuid4()
         await service.on_order_created(OrderCreated.model_validate(snapshot(order_id, 1)))
 
         await service.on_order_paid(OrderPaid.model_validate({**snapshot(order_id, 2), "paid_at": NOW}))
 
-        delivery = await service.get_delivery(MANAGER, order_id)
-        assert delivery.status == DeliveryStatus.ACTIVATED
-        assert delivery.activated_at == NOW
+        assert (await service.get_delivery(MANAGER, order_id)).status == DeliveryStatus.ACTIVATED
+        assert repository.deliveries[order_id].activated_at == NOW
         assert events.emitted == []
 
     async def test_order_paid_first_creates_an_activated_delivery(
@@ -409,16 +408,15 @@ class TestOrderEvents:
         assert delivery.status == DeliveryStatus.ACTIVATED
 
     async def test_order_canceled_cancels_the_delivery(
-        self, service: DeliveryService, events: RecordingEventSink
+        self, service: DeliveryService, repository: FakeDeliveryRepository, events: RecordingEventSink
     ) -> None:
         order_id = uuid.uuid4()
         await service.on_order_created(OrderCreated.model_validate(snapshot(order_id, 1)))
 
         await service.on_order_canceled(OrderCanceled(order_id=order_id, version=2, reason="changed my mind"))
 
-        delivery = await service.get_delivery(MANAGER, order_id)
-        assert delivery.status == DeliveryStatus.CANCELED
-        assert delivery.cancel_reason == "changed my mind"
+        assert (await service.get_delivery(MANAGER, order_id)).status == DeliveryStatus.CANCELED
+        assert repository.deliveries[order_id].cancel_reason == "changed my mind"
         assert events.emitted == []
 
     async def test_order_canceled_first_then_created_stays_canceled(self, service: DeliveryService) -> None:

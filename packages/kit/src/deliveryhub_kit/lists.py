@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import UnaryExpression
+from sqlalchemy import ColumnElement, UnaryExpression
 from sqlalchemy.orm import InstrumentedAttribute
 
 T = TypeVar("T")
+# A column to order by: a mapped attribute, or a table's column in a statement read without the ORM.
+Orderable = InstrumentedAttribute[Any] | ColumnElement[Any]
 
 
 class Sort(enum.StrEnum):
@@ -25,9 +27,9 @@ class Sort(enum.StrEnum):
 def ordering(
     sort: Sort,
     *,
-    created_at: InstrumentedAttribute[Any],
-    updated_at: InstrumentedAttribute[Any],
-    id: InstrumentedAttribute[Any],
+    created_at: Orderable,
+    updated_at: Orderable,
+    id: Orderable,
 ) -> tuple[UnaryExpression[Any], UnaryExpression[Any]]:
     """The ORDER BY of a list: by (created_at, id) either way, so that one index serves both
     orders; by (updated_at, id) for the latest changes."""

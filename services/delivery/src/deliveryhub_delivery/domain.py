@@ -28,6 +28,50 @@ class OrderChange(enum.StrEnum):
     CANCEL_REQUESTED = "cancel-requested"
 
 
+@dataclass(frozen=True, slots=True)
+class Courier:
+    """A courier as a read delivery names them."""
+
+    id: uuid.UUID
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """A delivery as the read routes show it: a plain row, read without the ORM's bookkeeping."""
+
+    id: uuid.UUID
+    address: str | None
+    date: datetime | None
+    status: DeliveryStatus
+    deliveryman: Courier | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def deliveryman_id(self) -> uuid.UUID | None:
+        return self.deliveryman.id if self.deliveryman else None
+
+    @property
+    def awaits_snapshot(self) -> bool:
+        """A placeholder with no address yet (see `Delivery`): never shown."""
+        return self.address is None
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliveryView:
+        """The view of a delivery the ORM holds (one just changed, say)."""
+        man = delivery.deliveryman
+        return cls(
+            id=delivery.id,
+            address=delivery.address,
+            date=delivery.date,
+            status=DeliveryStatus(delivery.status),
+            deliveryman=Courier(man.id, man.name) if man else None,
+            created_at=delivery.created_at,
+            updated_at=delivery.updated_at,
+        )
+
+
 @dataclass(frozen=True)
 class OrderFacts:
     """What one order event tells the delivery service; `version` is None for legacy messages."""

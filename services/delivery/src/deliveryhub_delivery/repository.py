@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Row, bindparam, func, select
 
-from deliveryhub_delivery.domain import DeliveryStatus
+from deliveryhub_delivery.domain import Courier, DeliveryStatus, DeliveryView
 from deliveryhub_delivery.models import Delivery, Deliveryman
 from deliveryhub_kit.lists import Page, Sort, ordering
 from deliveryhub_kit.search import Search
@@ -26,6 +27,36 @@ class DeliveryQuery:
     sort: Sort = Sort.NEWEST
 
 
+# What the read routes show, as plain rows: a delivery and its courier's name in one row, with no
+# ORM identity map or loader on the way (a read routes' delivery is never changed).
+_deliveries = Delivery.__table__.c
+_couriers = Deliveryman.__table__.c
+_VIEWS = select(
+    _deliveries.id,
+    _deliveries.address,
+    _deliveries.date,
+    _deliveries.status,
+    _deliveries.deliveryman_id,
+    _couriers.name.label("deliveryman_name"),
+    _deliveries.created_at,
+    _deliveries.updated_at,
+).select_from(Delivery.__table__.outerjoin(Deliveryman.__table__))
+_ONE_VIEW = _VIEWS.where(_deliveries.id == bindparam("delivery_id"))
+
+
+def _view(row: Row[*tuple[Any, ...]]) -> DeliveryView:
+    man = row.deliveryman_id
+    return DeliveryView(
+        id=row.id,
+        address=row.address,
+        date=row.date,
+        status=DeliveryStatus(row.status),
+        deliveryman=Courier(man, row.deliveryman_name) if man is not None else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
 class SqlDeliveryRepository:
     def __init__(self, work: UnitOfWork) -> None:
         self._session = work
@@ -39,6 +70,12 @@ class SqlDeliveryRepository:
         if for_update:
             query = query.with_for_update(of=Delivery)
         return (await self._session.scalars(query)).unique().one_or_none()
+
+    async def read(self, delivery_id: uuid.UUID) -> DeliveryView | None:
+        """The delivery as the read routes show it, or None."""
+        connection = await self._session.connection()
+        row = (await connection.execute(_ONE_VIEW, {"delivery_id": delivery_id})).one_or_none()
+        return None if row is None else _view(row)
 
     async def lock_many(self, delivery_ids: Iterable[uuid.UUID]) -> None:
         """Lock the deliveries of these ids for this transaction in one query, in id order (so that
@@ -57,14 +94,22 @@ class SqlDeliveryRepository:
         self._session.add(delivery)
         self._locked[delivery.id] = delivery
 
-    async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[Delivery]:
+    async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[DeliveryView]:
         conditions = _conditions(query)
-        total = await self._session.scalar(select(func.count()).select_from(Delivery).where(*conditions))
-        order = ordering(
-            query.sort, created_at=Delivery.created_at, updated_at=Delivery.updated_at, id=Delivery.id
+        connection = await self._session.connection()
+        total = await connection.scalar(
+            select(func.count()).select_from(Delivery.__table__).where(*conditions)
         )
-        rows = select(Delivery).where(*conditions).order_by(*order).limit(limit).offset(offset)
-        return Page((await self._session.scalars(rows)).unique().all(), int(total or 0))
+        order = ordering(
+            query.sort,
+            created_at=_deliveries.created_at,
+            updated_at=_deliveries.updated_at,
+            id=_deliveries.id,
+        )
+        rows = await connection.execute(
+            _VIEWS.where(*conditions).order_by(*order).limit(limit).offset(offset)
+        )
+        return Page([_view(row) for row in rows], int(total or 0))
 
     async def open_deliveries(self) -> dict[uuid.UUID, int]:
         """How many deliveries each courier has appointed and not yet done or canceled."""
@@ -88,13 +133,13 @@ class SqlDeliveryRepository:
 
 def _conditions(query: DeliveryQuery) -> list[ColumnElement[bool]]:
     # Records still waiting for their order's snapshot have no address and are not shown.
-    conditions: list[ColumnElement[bool]] = [~Delivery.awaits_snapshot]
+    conditions: list[ColumnElement[bool]] = [_deliveries.address.is_not(None)]
     if query.status is not None:
-        conditions.append(Delivery.status == query.status)
+        conditions.append(_deliveries.status == query.status)
     if query.deliveryman_id is not None:
-        conditions.append(Delivery.deliveryman_id == query.deliveryman_id)
+        conditions.append(_deliveries.deliveryman_id == query.deliveryman_id)
     if query.unassigned:
-        conditions.append(Delivery.deliveryman_id.is_(None))
+        conditions.append(_deliveries.deliveryman_id.is_(None))
     if query.search is not None:
-        conditions.append(query.search.condition(Delivery.id, Delivery.address))
+        conditions.append(query.search.condition(_deliveries.id, _deliveries.address))
     return conditions

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deliveryhub_delivery.domain import DeliveryStatus
+from deliveryhub_delivery.domain import DeliveryStatus, DeliveryView
 from deliveryhub_delivery.models import Delivery
 
 
@@ -34,15 +34,16 @@ class DeliveryOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, delivery: Delivery) -> DeliveryOut:
+    def of(cls, delivery: Delivery | DeliveryView) -> DeliveryOut:
         assert delivery.address is not None
         assert delivery.date is not None
+        man = delivery.deliveryman
         return cls(
             id=delivery.id,
             address=delivery.address,
             date=delivery.date,
             status=DeliveryStatus(delivery.status),
-            deliveryman=DeliverymanOut.model_validate(delivery.deliveryman) if delivery.deliveryman else None,
+            deliveryman=DeliverymanOut(id=man.id, name=man.name) if man else None,
             created_at=delivery.created_at,
             updated_at=delivery.updated_at,
         )

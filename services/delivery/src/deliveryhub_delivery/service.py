@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from deliveryhub_contracts.events import (
     DELIVERY_SOURCE,
@@ -21,7 +21,7 @@ from deliveryhub_contracts.events import (
 from deliveryhub_contracts.events import Deliveryman as DeliverymanPayload
 from deliveryhub_contracts.legacy import LegacyOrderCreated, LegacyOrderPaid
 from deliveryhub_delivery import domain
-from deliveryhub_delivery.domain import OrderChange, OrderFacts
+from deliveryhub_delivery.domain import DeliveryView, OrderChange, OrderFacts
 from deliveryhub_delivery.errors import DeliveryNotFound, UnknownDeliveryman
 from deliveryhub_delivery.models import Delivery, Deliveryman, OutboxMessage
 from deliveryhub_delivery.repository import DeliveryQuery, SqlDeliveryRepository
@@ -31,13 +31,17 @@ from deliveryhub_kit.lists import Page
 from deliveryhub_kit.outbox import EventSink, Outbox
 from deliveryhub_kit.unit_of_work import UnitOfWork
 
+# A delivery as read for a route: loaded to change it, or a plain row to show it.
+Shown = TypeVar("Shown", Delivery, DeliveryView)
+
 MANAGER_CANCEL_REASON = "canceled by the shop manager"
 
 
 class DeliveryRepository(Protocol):
     async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None: ...
+    async def read(self, delivery_id: uuid.UUID) -> DeliveryView | None: ...
     def add(self, delivery: Delivery) -> None: ...
-    async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[Delivery]: ...
+    async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[DeliveryView]: ...
     async def open_deliveries(self) -> dict[uuid.UUID, int]: ...
     async def get_deliveryman(self, deliveryman_id: uuid.UUID) -> Deliveryman | None: ...
     async def list_deliverymen(self) -> Sequence[Deliveryman]: ...
@@ -56,7 +60,7 @@ class DeliveryService:
 
     async def list_deliveries(
         self, principal: Principal, query: DeliveryQuery | None = None, *, limit: int = 100, offset: int = 0
-    ) -> Page[Delivery]:
+    ) -> Page[DeliveryView]:
         """Every delivery for a manager; a courier sees only the ones appointed to them."""
         query = query or DeliveryQuery()
         if principal.role is Role.COURIER:
@@ -65,8 +69,9 @@ class DeliveryService:
             query = replace(query, deliveryman_id=principal.deliveryman_id)
         return await self._deliveries.list(query, limit=limit, offset=offset)
 
-    async def get_delivery(self, principal: Principal, delivery_id: uuid.UUID) -> Delivery:
-        return await self._visible(principal, delivery_id)
+    async def get_delivery(self, principal: Principal, delivery_id: uuid.UUID) -> DeliveryView:
+        """The delivery as shown, if the caller may see it (read, never locked)."""
+        return _shown(principal, delivery_id, await self._deliveries.read(delivery_id))
 
     async def appoint_deliveryman(self, delivery_id: uuid.UUID, deliveryman_id: uuid.UUID) -> Delivery:
         delivery = await self._existing(delivery_id)
@@ -166,18 +171,22 @@ class DeliveryService:
         self, principal: Principal, delivery_id: uuid.UUID, *, for_update: bool = False
     ) -> Delivery:
         """The delivery, if the caller may see it: a courier sees only their own."""
-        delivery = await self._deliveries.get(delivery_id, for_update=for_update)
-        is_courier = principal.role is Role.COURIER
-        if (
-            delivery is None
-            or delivery.awaits_snapshot
-            or (is_courier and delivery.deliveryman_id != principal.deliveryman_id)
-        ):
-            # Word for word the same whether it exists or is another's: a courier cannot probe ids.
-            raise DeliveryNotFound(
-                f"there is no delivery {delivery_id}{' appointed to you' if is_courier else ''}"
-            )
-        return delivery
+        return _shown(principal, delivery_id, await self._deliveries.get(delivery_id, for_update=for_update))
+
+
+def _shown(principal: Principal, delivery_id: uuid.UUID, delivery: Shown | None) -> Shown:
+    """The delivery if the caller may see it: never a placeholder, and a courier only their own."""
+    is_courier = principal.role is Role.COURIER
+    if (
+        delivery is None
+        or delivery.awaits_snapshot
+        or (is_courier and delivery.deliveryman_id != principal.deliveryman_id)
+    ):
+        # Word for word the same whether it exists or is another's: a courier cannot probe ids.
+        raise DeliveryNotFound(
+            f"there is no delivery {delivery_id}{' appointed to you' if is_courier else ''}"
+        )
+    return delivery
 
 
 def _snapshot_facts(event: OrderCreated | OrderPaid, change: OrderChange) -> OrderFacts:
