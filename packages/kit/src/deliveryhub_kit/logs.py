@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import structlog
 from opentelemetry import trace
@@ -63,17 +64,34 @@ def configure_logging(service: str, *, level: str = "INFO", json_lines: bool | N
     logging.getLogger("uvicorn.access").disabled = True
     for noisy in ("aiormq", "aio_pika"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Our own lines (one a request) are rendered by the same processors and written straight to
+    # stdout, without a stdlib record, handler and formatter on the way (a third of the cost).
+    own: list[Any] = [*shared]
+    if json_lines:
+        own.append(structlog.processors.format_exc_info)
+    own.append(renderer)
     structlog.configure(
+        processors=own,
+        logger_factory=_NamedWriter.factory(sys.stdout),
         # A line below the level is dropped before anything is added to it or rendered.
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         cache_logger_on_first_use=True,
     )
+
+
+class _NamedWriter(structlog.WriteLogger):
+    """structlog's line writer with the name it was asked for, which `add_logger_name` reads."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+    @classmethod
+    def factory(cls, file: TextIO) -> Callable[..., _NamedWriter]:
+        def named(*args: Any) -> _NamedWriter:
+            return cls(file, str(args[0]) if args else "")
+
+        return named
 
 
 class RequestLog:
@@ -82,7 +100,7 @@ class RequestLog:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.logger = structlog.stdlib.get_logger("deliveryhub.http")
+        self.logger = structlog.get_logger("deliveryhub.http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
