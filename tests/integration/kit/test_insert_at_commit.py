@@ -230,3 +230,123 @@ async def _waiting_on_a_lock(locker: Any) -> bool:
         )
     )
     return bool(waiting)
+
+
+# Rows read to change: locked by a plain SELECT, changed on an object the session does not track,
+# written back as the transaction commits.
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def either(
+    request: pytest.FixtureRequest, databases: Databases, tmp_path: Any
+) -> AsyncIterator[Database]:
+    """The parcel tables on PostgreSQL (one statement at commit) or SQLite (one UPDATE a row)."""
+    if request.param == "postgresql":
+        async with databases.with_tables(
+            "change_at_commit", Base.metadata, pool_size=2, max_overflow=0
+        ) as db:
+            yield db
+        return
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'parcels.sqlite3'}", pool_size=2, max_overflow=0)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    yield db
+    await db.dispose()
+
+
+LOCK_PARCEL = select(PARCELS).where(PARCELS.c.label == "tea").with_for_update()
+
+
+async def locked_parcel(work: Any) -> Parcel:
+    """The tea parcel, locked, as a plain object, watched for what this transaction changes."""
+    row = (await (await work.connection()).execute(LOCK_PARCEL)).one()
+    read = dict(row._mapping)
+    record = Parcel(**read)
+    work.change_at_commit(PARCELS, record, read)
+    return record
+
+
+def kinds(statements: list[str]) -> list[str]:
+    """What each statement through SQLAlchemy did, but SQLite's BEGIN."""
+    return [statement.split()[0] for statement in statements if statement.split()[0] != "BEGIN"]
+
+
+async def the_parcel(database: Database) -> Parcel:
+    (found,) = await stored(database)
+    return found
+
+
+async def test_a_locked_rows_change_is_written_with_its_event_at_commit(either: Database) -> None:
+    async with either.transaction() as work:
+        work.insert_at_commit(PARCELS, parcel("tea", note="fragile"))
+    before = await the_parcel(either)
+    seen = statements_through_sqlalchemy(either)
+    order_id = uuid.uuid4()
+
+    async with either.transaction() as work:
+        record = await locked_parcel(work)
+        record.weight = Decimal("2.50")
+        record.attempts = record.attempts - 1
+        record.note = None
+        Outbox(work, ParcelOutbox, ORDERS_SOURCE).emit(order_created(order_id), subject=str(order_id))
+    written = kinds(seen)
+
+    after = await the_parcel(either)
+    assert (after.weight, after.attempts, after.note) == (Decimal("2.50"), 2, None)
+    assert (after.id, after.contents, after.due, after.created_at) == (
+        before.id,
+        before.contents,
+        before.due,
+        before.created_at,
+    )
+    async with either.reading() as work:
+        assert await work.scalar(select(func.count()).select_from(ParcelOutbox)) == 1
+    if either.engine.dialect.name == "postgresql":
+        # Through SQLAlchemy only the locked read: the change and the event went in one statement,
+        # in the transaction that read the row.
+        assert written == ["SELECT"]
+        async with either.reading() as work:
+            writers = await work.scalar(
+                text(
+                    "SELECT count(DISTINCT xmin::text)"
+                    " FROM (SELECT xmin FROM parcel UNION ALL SELECT xmin FROM outbox) AS rows"
+                )
+            )
+        assert writers == 1
+    else:
+        assert written == ["SELECT", "UPDATE", "INSERT"]
+        (update,) = [statement for statement in seen if statement.startswith("UPDATE")]
+        # Only the columns the transaction changed.
+        assert update.split(" WHERE ")[0] == "UPDATE parcel SET weight=?, attempts=?, note=?"
+
+
+async def test_a_row_read_to_change_and_left_alone_is_not_written(either: Database) -> None:
+    async with either.transaction() as work:
+        work.insert_at_commit(PARCELS, parcel("tea"))
+    seen = statements_through_sqlalchemy(either)
+
+    async with either.transaction() as work:
+        record = await locked_parcel(work)
+        record.label = "tea"  # the same value again
+
+    assert kinds(seen) == ["SELECT"]
+
+
+async def test_a_change_of_a_transaction_that_rolls_back_is_not_written(either: Database) -> None:
+    async with either.transaction() as work:
+        work.insert_at_commit(PARCELS, parcel("tea"))
+
+    async def change_my_mind() -> None:
+        async with either.transaction() as work:
+            record = await locked_parcel(work)
+            record.weight = Decimal("9.99")
+            raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        await change_my_mind()
+    async with either.transaction() as work:
+        record = await locked_parcel(work)
+        record.note = "second try"
+
+    after = await the_parcel(either)
+    assert (after.weight, after.note) == (Decimal("1.25"), "second try")

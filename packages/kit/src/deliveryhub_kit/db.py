@@ -196,11 +196,14 @@ class Database:
             yield work
 
     async def _write_pending(self, work: UnitOfWork) -> None:
-        """Write the rows inserted at commit with one statement on the driver's connection
+        """Write the rows changed and inserted at commit with one statement on the driver's connection
         (`deliveryhub_kit.one_statement`): inside the transaction when it ran statements, which
         then commits; otherwise with no transaction around it."""
         assert self._one_statement is not None
-        statement, arguments = self._one_statement(work.pending.take())
+        changes, rows = work.pending.take_changes(), work.pending.take()
+        if not changes and not rows:
+            return  # rows read to change, and left as they were
+        statement, arguments = self._one_statement(rows, changes)
         if work.connected:
             # A failure rolls the whole transaction back as the block leaves.
             await (await _driver_of(await work.connection())).execute(statement, *arguments)

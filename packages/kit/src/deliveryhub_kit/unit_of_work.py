@@ -4,14 +4,17 @@ locked.
 `Database.transaction()` opens a `UnitOfWork` and commits it when the block ends (or rolls it back
 if the block raises). What the transaction carries lives in typed attributes, not in
 `session.info`: the rows it inserts at commit (`pending`: the events emitted into it, for the
-outbox table, and whatever `insert_at_commit` was given) and the rows it has locked already
-(`locked`, so that the handlers of a batch of messages find them without a query each).
+outbox table, and whatever `insert_at_commit` was given), the rows it read to change and writes
+back at commit (`change_at_commit`), and the rows it has locked already (`locked`, so that the
+handlers of a batch of messages find them without a query each).
 
 A row inserted at commit is not written before: a query of the same transaction does not see it.
-On PostgreSQL `Database.transaction` writes a transaction's rows with one statement just before it
-commits, or, when the transaction ran nothing else, with no BEGIN and COMMIT around that statement.
-Elsewhere (SQLite, a session committed by hand) they are written by one INSERT a table as the
-session commits.
+Nor is a change: a row read to change is a plain object the session does not track, compared with
+what was read as the transaction commits, and only the columns that differ are written. On
+PostgreSQL `Database.transaction` writes a transaction's changes and rows with one statement just
+before it commits, or, when the transaction ran nothing else, with no BEGIN and COMMIT around that
+statement. Elsewhere (SQLite, a session committed by hand) they are written by one UPDATE a
+changed row and one INSERT a table as the session commits.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Insert, Table, event, insert
+from sqlalchemy import Connection, Insert, Table, event, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_session
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -38,37 +41,83 @@ class PendingRow:
     values: dict[str, object]
 
 
+@dataclass(frozen=True)
+class RowChange:
+    """The columns of one row to set, and the row's primary key."""
+
+    table: Table
+    key: dict[str, object]
+    values: dict[str, object]
+
+
+@dataclass(frozen=True)
+class ChangedRow:
+    """A row read to change in a transaction: the object holding it and what was read."""
+
+    transaction: SessionTransaction
+    table: Table
+    record: object
+    read: dict[str, object]
+
+    def change(self) -> RowChange | None:
+        """What differs from what was read, if anything."""
+        values = {}
+        for column, was in self.read.items():
+            now = getattr(self.record, column)
+            if now != was:
+                values[column] = now
+        if not values:
+            return None
+        key = {column.key: self.read[column.key] for column in self.table.primary_key.columns}
+        return RowChange(self.table, key, values)
+
+
 class PendingRows:
-    """The rows a unit of work inserts at commit, in the order they were given."""
+    """The rows a unit of work writes at commit: the ones it changes, and the ones it inserts in
+    the order they were given."""
 
     def __init__(self, start_writing: Callable[[], None]) -> None:
         self._start_writing = start_writing
         self._rows: list[PendingRow] = []
+        self._changed: list[ChangedRow] = []
         self._writing = False
         # An event was emitted and its transaction has not rolled back: the relay has work.
         self.emitted = False
 
     def __bool__(self) -> bool:
-        return bool(self._rows)
+        return bool(self._rows) or bool(self._changed)
 
     def add(self, pending: PendingRow, *, event: bool = False) -> None:
-        if not self._writing:
-            self._start_writing()
-            self._writing = True
+        self._started()
         self._rows.append(pending)
         self.emitted = self.emitted or event
 
+    def watch(self, changed: ChangedRow) -> None:
+        self._started()
+        self._changed.append(changed)
+
+    def _started(self) -> None:
+        if not self._writing:
+            self._start_writing()
+            self._writing = True
+
     def take(self) -> dict[Table, list[dict[str, object]]]:
-        """The rows to write now, by table in the order of their first row; none are kept."""
+        """The rows to insert now, by table in the order of their first row; none are kept."""
         rows, self._rows = self._rows, []
         by_table: dict[Table, list[dict[str, object]]] = {}
         for row in rows:
             by_table.setdefault(row.table, []).append(row.values)
         return by_table
 
+    def take_changes(self) -> list[RowChange]:
+        """The changes to write now, of the rows that differ from what was read; none are kept."""
+        changed, self._changed = self._changed, []
+        return [change for row in changed if (change := row.change()) is not None]
+
     def forget(self, rolled_back: SessionTransaction) -> None:
-        """Rows inserted in a transaction (or savepoint) that rolled back go with it."""
+        """Rows inserted or read to change in a transaction (or savepoint) that rolled back go with it."""
         self._rows = [row for row in self._rows if not _within(row.transaction, rolled_back)]
+        self._changed = [row for row in self._changed if not _within(row.transaction, rolled_back)]
         if rolled_back.parent is None:
             self.emitted = False
 
@@ -96,13 +145,20 @@ class UnitOfWork(AsyncSession):
 
     def insert_at_commit(self, table: Table, values: dict[str, object], *, event: bool = False) -> None:
         """Insert this row when the transaction commits; `event`: it is an outbox row."""
+        self.pending.add(PendingRow(self._in_progress(), table, values), event=event)
+
+    def change_at_commit(self, table: Table, record: object, read: dict[str, object]) -> None:
+        """Write back, as the transaction commits, the columns of `record` that then differ from
+        `read` (what was read of the row, primary key included, for these columns). The record is
+        a plain object the session does not track: the caller has locked its row, and changes it
+        by assigning its attributes (a value changed in place is not seen)."""
+        self.pending.watch(ChangedRow(self._in_progress(), table, record, read))
+
+    def _in_progress(self) -> SessionTransaction:
+        # A row belongs to the transaction in progress (begun here if none is: no I/O yet), so that
+        # its rollback, or a savepoint's, takes the row with it.
         sync_session = self.sync_session
-        # The row belongs to the transaction in progress (begun here if none is: no I/O yet), so
-        # that its rollback, or a savepoint's, takes the row with it.
-        transaction = (
-            sync_session.get_nested_transaction() or sync_session.get_transaction() or sync_session.begin()
-        )
-        self.pending.add(PendingRow(transaction, table, values), event=event)
+        return sync_session.get_nested_transaction() or sync_session.get_transaction() or sync_session.begin()
 
 
 def track_connections(sessions: sessionmaker[Session]) -> None:
@@ -132,6 +188,9 @@ def _write_pending_rows(session: Session) -> None:
     work = _work_of(session)
     if work is None:
         return
+    for change in work.pending.take_changes():
+        keys = (column == change.key[column.key] for column in change.table.primary_key.columns)
+        session.execute(update(change.table).where(*keys).values(change.values))
     for table, rows in work.pending.take().items():
         session.execute(_insert_into(table), rows)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exc, func, select
+from sqlalchemy import ColumnElement, bindparam, exc, func, select
 
 from deliveryhub_kit.lists import Page, Sort, ordering
 from deliveryhub_kit.search import Search
@@ -14,6 +14,7 @@ from deliveryhub_orders.models import Base, IdempotencyRecord, Order
 
 _ORDER_TABLE = Base.metadata.tables[Order.__tablename__]
 _ORDER_COLUMNS = tuple(column.key for column in _ORDER_TABLE.columns)
+_LOCK_ORDER = select(_ORDER_TABLE).where(_ORDER_TABLE.c.id == bindparam("order_id")).with_for_update()
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,27 @@ class OrderQuery:
 class SqlOrderRepository:
     def __init__(self, session: UnitOfWork) -> None:
         self._session = session
+        # Orders this transaction has locked already: one object each, however often asked for.
+        self._locked = session.locked.of(Order)
 
     async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
-        query = select(Order).where(Order.id == order_id)
-        if for_update:
-            query = query.with_for_update()
-        return (await self._session.scalars(query)).one_or_none()
+        """The order; `for_update`: locked for this transaction, to change. A locked order is read
+        as a plain row into an `Order` the session does not track, and what the transaction
+        changes of it is written back as it commits (`UnitOfWork.change_at_commit`): no ORM load
+        and flush on the way."""
+        if not for_update:
+            return (await self._session.scalars(select(Order).where(Order.id == order_id))).one_or_none()
+        if order_id in self._locked:
+            return self._locked[order_id]
+        connection = await self._session.connection()
+        row = (await connection.execute(_LOCK_ORDER, {"order_id": order_id})).one_or_none()
+        order = None
+        if row is not None:
+            read = dict(row._mapping)
+            order = Order(**read)
+            self._session.change_at_commit(_ORDER_TABLE, order, read)
+        self._locked[order_id] = order
+        return order
 
     async def list(self, query: OrderQuery, *, limit: int, offset: int) -> Page[Order]:
         conditions: list[ColumnElement[bool]] = []
