@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,32 +17,47 @@ from deliveryhub_kit.search import MAX_QUERY_CHARACTERS
 from deliveryhub_kit.tokens import TokenVerifier
 from deliveryhub_kit.unit_of_work import UnitOfWork
 
-
-async def _request_session(request: Request) -> AsyncIterator[UnitOfWork]:
-    database: Database = request.app.state.database
-    async with database.transaction() as work:
-        yield work
+T = TypeVar("T")
 
 
-async def _reading_session(request: Request) -> AsyncIterator[UnitOfWork]:
-    database: Database = request.app.state.database
-    async with database.reading() as work:
-        yield work
+def in_transaction(make: Callable[[UnitOfWork], T]) -> Any:
+    """A dependency yielding `make(work)` (a service) over the request's transaction, committed
+    when the route function returns and before the response is sent, as `SessionDep`'s is: one
+    dependency to solve where a session and the service over it would be two."""
+
+    async def over_transaction(request: Request) -> AsyncIterator[T]:
+        database: Database = request.app.state.database
+        async with database.transaction() as work:
+            yield make(work)
+
+    return Depends(over_transaction, scope="function")
+
+
+def only_reading(make: Callable[[UnitOfWork], T]) -> Any:
+    """As `in_transaction`, for a route that only reads (`ReadingDep`'s unit of work)."""
+
+    async def over_reading(request: Request) -> AsyncIterator[T]:
+        database: Database = request.app.state.database
+        async with database.reading() as work:
+            yield make(work)
+
+    return Depends(over_reading, scope="function")
+
+
+def _itself(work: UnitOfWork) -> UnitOfWork:
+    return work
 
 
 # Committed when the route function returns and before the response is sent.
-SessionDep = Annotated[UnitOfWork, Depends(_request_session, scope="function")]
+SessionDep = Annotated[UnitOfWork, in_transaction(_itself)]
 # A route that only reads: no transaction around its statements (Database.reading).
-ReadingDep = Annotated[UnitOfWork, Depends(_reading_session, scope="function")]
+ReadingDep = Annotated[UnitOfWork, only_reading(_itself)]
 
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from the Delivery Hub token issuer")
 
 
-async def _current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send a bearer token in the Authorization header")
     verifier: TokenVerifier = request.app.state.token_verifier
@@ -54,13 +69,15 @@ async def _current_principal(
     return principal
 
 
-CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
-
-
 def role_dependency(*roles: Role) -> Any:
-    """A dependency that yields the principal only if it has one of `roles`."""
+    """A dependency that yields the principal only if it has one of `roles`: the token checked,
+    the caller's rate taken and the role required in one step (one dependency less to solve on
+    every request)."""
 
-    async def check(principal: CurrentPrincipal) -> Principal:
+    async def check(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Principal:
+        principal = _caller(request, credentials)
         require_role(principal, *roles)
         return principal
 

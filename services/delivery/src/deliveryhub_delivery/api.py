@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from deliveryhub_delivery.domain import DeliveryStatus
 from deliveryhub_delivery.repository import DeliveryQuery
@@ -14,9 +14,9 @@ from deliveryhub_delivery.service import DeliveryService, delivery_service
 from deliveryhub_kit.dependencies import (
     Limit,
     Offset,
-    ReadingDep,
     SearchText,
-    SessionDep,
+    in_transaction,
+    only_reading,
     role_dependency,
     total_count_header,
 )
@@ -28,17 +28,9 @@ from deliveryhub_kit.search import Search
 router = APIRouter(prefix="/api", tags=["delivery"], responses=error_responses(401, 403, 422, 503))
 
 
-async def _service(session: SessionDep) -> DeliveryService:
-    return delivery_service(session)
-
-
-async def _reader(work: ReadingDep) -> DeliveryService:
-    return delivery_service(work)
-
-
-ServiceDep = Annotated[DeliveryService, Depends(_service)]
+ServiceDep = Annotated[DeliveryService, in_transaction(delivery_service)]
 # The routes that only read: no transaction around their statements.
-ReaderDep = Annotated[DeliveryService, Depends(_reader)]
+ReaderDep = Annotated[DeliveryService, only_reading(delivery_service)]
 Manager = Annotated[Principal, role_dependency(Role.MANAGER)]
 ManagerOrCourier = Annotated[Principal, role_dependency(Role.MANAGER, Role.COURIER)]
 

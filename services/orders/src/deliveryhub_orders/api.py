@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Header, Response, status
 from fastapi.responses import JSONResponse
 
 from deliveryhub_kit.dependencies import (
     Limit,
     Offset,
-    ReadingDep,
     SearchText,
-    SessionDep,
+    in_transaction,
+    only_reading,
     role_dependency,
     total_count_header,
 )
@@ -28,17 +28,9 @@ from deliveryhub_orders.service import OrderService, order_service
 router = APIRouter(prefix="/api/orders", tags=["orders"], responses=error_responses(401, 403, 422, 503))
 
 
-async def _service(session: SessionDep) -> OrderService:
-    return order_service(session)
-
-
-async def _reader(work: ReadingDep) -> OrderService:
-    return order_service(work)
-
-
-ServiceDep = Annotated[OrderService, Depends(_service)]
+ServiceDep = Annotated[OrderService, in_transaction(order_service)]
 # The routes that only read: no transaction around their statements.
-ReaderDep = Annotated[OrderService, Depends(_reader)]
+ReaderDep = Annotated[OrderService, only_reading(order_service)]
 Customer = Annotated[Principal, role_dependency(Role.CUSTOMER)]
 CustomerOrManager = Annotated[Principal, role_dependency(Role.CUSTOMER, Role.MANAGER)]
 IdempotencyKey = Annotated[
