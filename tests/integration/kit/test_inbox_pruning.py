@@ -1,4 +1,5 @@
-"""The inbox forgets what it received long ago, and only that, on PostgreSQL and on SQLite."""
+"""The inbox records which events were applied, and forgets what it received long ago, and only that,
+on PostgreSQL and on SQLite."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 
 from deliveryhub_kit.db import Database, utcnow
-from deliveryhub_kit.inbox import InboxPruner, prune_inbox
+from deliveryhub_kit.inbox import InboxPruner, prune_inbox, record_in_inbox
 from deliveryhub_kit.settings import async_database_url
 from tests.support.databases import Databases
 from tests.support.stand_in import StandInBase, StandInInbox
@@ -91,3 +92,32 @@ async def test_the_pruner_keeps_pruning_while_the_service_runs(database: Databas
 
     async with database.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(StandInInbox)) == len(recent)
+
+
+async def test_recording_reports_only_the_events_not_seen_before_whatever_the_batch(
+    database: Database,
+) -> None:
+    seen_before = [uuid.uuid4() for _ in range(3)]
+    async with database.transaction() as work:
+        assert await record_in_inbox(
+            work, StandInInbox, [(id_, "order.created") for id_ in seen_before]
+        ) == set(seen_before)
+    statements: list[str] = []
+    event.listen(
+        database.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _connection, _cursor, statement, *_: statements.append(statement),
+    )
+
+    for size in (1, 250):
+        new = [uuid.uuid4() for _ in range(size)]
+        batch = [(id_, "order.paid") for id_ in [*new, *seen_before, new[0]]]  # repeats and a copy
+        async with database.transaction() as work:
+            assert await record_in_inbox(work, StandInInbox, batch) == set(new)
+
+    async with database.reading() as work:
+        assert await work.scalar(select(func.count()).select_from(StandInInbox)) == 3 + 1 + 250
+    inserts = {statement for statement in statements if statement.startswith("INSERT")}
+    if database.engine.dialect.name == "postgresql":
+        # One statement for a batch of any size: compiled once, prepared once.
+        assert len(inserts) == 1

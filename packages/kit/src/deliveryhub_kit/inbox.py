@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, delete, select
+from sqlalchemy import Insert, String, Table, bindparam, delete, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,16 +35,42 @@ async def record_in_inbox(
     """Record events as applied, in one statement; the ids of those not applied before."""
     received_at = utcnow()
     rows = dict(events)  # one row per id
+    # On the table, not the mapped class: a plain INSERT, without the ORM's bulk-insert layer.
+    table = getattr(model, "__table__")  # noqa: B009 (a mixin does not declare it)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        # One statement for any number of events, compiled once and kept prepared by the driver:
+        # the ids and types travel as two arrays.
+        found = await session.execute(
+            _unnested_insert(table),
+            {"ids": list(rows), "types": list(rows.values()), "received_at": received_at},
+        )
+        return set(found.scalars())
     values = [
         {"event_id": event_id, "event_type": event_type, "received_at": received_at}
         for event_id, event_type in rows.items()
     ]
-    # On the table, not the mapped class: a plain INSERT, without the ORM's bulk-insert layer.
-    table = getattr(model, "__table__")  # noqa: B009 (a mixin does not declare it)
     statement = (
         dialect_insert(session, table).values(values).on_conflict_do_nothing().returning(table.c.event_id)
     )
     return set((await session.execute(statement)).scalars())
+
+
+@functools.cache
+def _unnested_insert(table: Table) -> Insert:
+    """`INSERT INTO inbox (…) SELECT … FROM unnest(:ids, :types) ON CONFLICT DO NOTHING RETURNING
+    event_id` for one inbox table (PostgreSQL)."""
+    given = func.unnest(
+        bindparam("ids", type_=postgresql.ARRAY(table.c.event_id.type)),
+        bindparam("types", type_=postgresql.ARRAY(table.c.event_type.type)),
+    ).table_valued("event_id", "event_type").render_derived(name="given")
+    received_at = bindparam("received_at", type_=table.c.received_at.type)
+    rows = select(given.c.event_id, given.c.event_type, received_at)
+    return (
+        postgresql.insert(table)
+        .from_select(["event_id", "event_type", "received_at"], rows)
+        .on_conflict_do_nothing()
+        .returning(table.c.event_id)
+    )
 
 
 async def prune_inbox(

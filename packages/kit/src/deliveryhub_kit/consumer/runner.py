@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import structlog
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
@@ -41,6 +42,7 @@ from deliveryhub_kit.tracing import tracer
 from deliveryhub_kit.unit_of_work import UnitOfWork
 
 logger = logging.getLogger(__name__)
+_consumption = structlog.get_logger(__name__)
 
 # Called once per batch, in its transaction, with the payloads about to be applied: a service reads
 # (and locks) in one query what the batch's handlers will need, instead of one query each.
@@ -499,9 +501,14 @@ class InboxConsumer:
         outcome = "applied" if applied else "duplicate"
         self._metrics.events_consumed.labels(decoded.key, outcome).inc()
         if logger.isEnabledFor(logging.INFO):
-            correlation_id = decoded.correlation_id or str(decoded.event_id)
-            with correlated(correlation_id, event_id=str(decoded.event_id), event_type=decoded.key):
-                logger.info("%s: event %s %s", self.name, decoded.key, outcome)
+            # One line a message: written straight by structlog (deliveryhub_kit.logs), with the
+            # ids a line inside `correlated` carries.
+            _consumption.info(
+                f"{self.name}: event {decoded.key} {outcome}",
+                request_id=decoded.correlation_id or str(decoded.event_id),
+                event_id=str(decoded.event_id),
+                event_type=decoded.key,
+            )
 
 
 def _log_failure(task: asyncio.Future[bool]) -> None:
