@@ -59,10 +59,14 @@ async def record_in_inbox(
 def _unnested_insert(table: Table) -> Insert:
     """`INSERT INTO inbox (…) SELECT … FROM unnest(:ids, :types) ON CONFLICT DO NOTHING RETURNING
     event_id` for one inbox table (PostgreSQL)."""
-    given = func.unnest(
-        bindparam("ids", type_=postgresql.ARRAY(table.c.event_id.type)),
-        bindparam("types", type_=postgresql.ARRAY(table.c.event_type.type)),
-    ).table_valued("event_id", "event_type").render_derived(name="given")
+    given = (
+        func.unnest(
+            bindparam("ids", type_=postgresql.ARRAY(table.c.event_id.type)),
+            bindparam("types", type_=postgresql.ARRAY(table.c.event_type.type)),
+        )
+        .table_valued("event_id", "event_type")
+        .render_derived(name="given")
+    )
     received_at = bindparam("received_at", type_=table.c.received_at.type)
     rows = select(given.c.event_id, given.c.event_type, received_at)
     return (

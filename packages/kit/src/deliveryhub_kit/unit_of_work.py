@@ -4,9 +4,9 @@ locked.
 `Database.transaction()` opens a `UnitOfWork` and commits it when the block ends (or rolls it back
 if the block raises). What the transaction carries lives in typed attributes, not in
 `session.info`: the rows it inserts at commit (`pending`: the events emitted into it, for the
-outbox table, and whatever `insert_at_commit` was given), the rows it read to change and writes
-back at commit (`change_at_commit`), and the rows it has locked already (`locked`, so that the
-handlers of a batch of messages find them without a query each).
+outbox table, and whatever `insert_at_commit` and `insert_record_at_commit` were given), the
+rows it read to change and writes back at commit (`change_at_commit`), and the rows it has locked
+already (`locked`, so that the handlers of a batch of messages find them without a query each).
 
 A row inserted at commit is not written before: a query of the same transaction does not see it.
 Nor is a change: a row read to change is a plain object the session does not track, compared with
@@ -34,11 +34,19 @@ Row = TypeVar("Row")
 
 @dataclass(frozen=True)
 class PendingRow:
-    """A row inserted in a transaction and not yet written."""
+    """A row inserted in a transaction and not yet written: its values, or the object whose
+    attributes of these columns are its values when it is written."""
 
     transaction: SessionTransaction  # the transaction (or savepoint) it was inserted in
     table: Table
     values: dict[str, object]
+    record: object | None = None
+    columns: tuple[str, ...] = ()
+
+    def written(self) -> dict[str, object]:
+        if self.record is None:
+            return self.values
+        return {column: getattr(self.record, column) for column in self.columns}
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,7 @@ class PendingRows:
         rows, self._rows = self._rows, []
         by_table: dict[Table, list[dict[str, object]]] = {}
         for row in rows:
-            by_table.setdefault(row.table, []).append(row.values)
+            by_table.setdefault(row.table, []).append(row.written())
         return by_table
 
     def take_changes(self) -> list[RowChange]:
@@ -146,6 +154,12 @@ class UnitOfWork(AsyncSession):
     def insert_at_commit(self, table: Table, values: dict[str, object], *, event: bool = False) -> None:
         """Insert this row when the transaction commits; `event`: it is an outbox row."""
         self.pending.add(PendingRow(self._in_progress(), table, values), event=event)
+
+    def insert_record_at_commit(self, table: Table, record: object, columns: tuple[str, ...]) -> None:
+        """Insert a row of `record`'s attributes of these columns, as they are when the transaction
+        commits: a plain object the session does not track, which the transaction may go on
+        changing (a delivery created by one event of a batch and activated by the next)."""
+        self.pending.add(PendingRow(self._in_progress(), table, {}, record, columns))
 
     def change_at_commit(self, table: Table, record: object, read: dict[str, object]) -> None:
         """Write back, as the transaction commits, the columns of `record` that then differ from

@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, bindparam, func, select
+from sqlalchemy import ColumnElement, Row, Table, bindparam, func, select
 
 from deliveryhub_delivery.domain import Courier, DeliveryStatus, DeliveryView
-from deliveryhub_delivery.models import Delivery, Deliveryman
+from deliveryhub_delivery.models import Base, Delivery, Deliveryman
 from deliveryhub_kit.lists import Page, Sort, ordering
 from deliveryhub_kit.search import Search
 from deliveryhub_kit.unit_of_work import UnitOfWork
@@ -42,6 +42,16 @@ _VIEWS = select(
     _deliveries.updated_at,
 ).select_from(Delivery.__table__.outerjoin(Deliveryman.__table__))
 _ONE_VIEW = _VIEWS.where(_deliveries.id == bindparam("delivery_id"))
+# What a transaction locks to change: every column, and the courier's name for its answer.
+_DELIVERY_TABLE: Table = Base.metadata.tables[Delivery.__tablename__]
+_DELIVERY_COLUMNS = tuple(column.key for column in _DELIVERY_TABLE.columns)
+_LOCK_MANY = (
+    select(_DELIVERY_TABLE, _couriers.name.label("courier_name"))
+    .select_from(_DELIVERY_TABLE.outerjoin(Deliveryman.__table__))
+    .where(_deliveries.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_deliveries.id)
+    .with_for_update(of=_DELIVERY_TABLE)
+)
 
 
 def _view(row: Row[*tuple[Any, ...]]) -> DeliveryView:
@@ -64,12 +74,12 @@ class SqlDeliveryRepository:
         self._locked = work.locked.of(Delivery)
 
     async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
-        if for_update and delivery_id in self._locked:
-            return self._locked[delivery_id]
-        query = select(Delivery).where(Delivery.id == delivery_id)
-        if for_update:
-            query = query.with_for_update(of=Delivery)
-        return (await self._session.scalars(query)).unique().one_or_none()
+        """The delivery; `for_update`: locked for this transaction, to change (see `lock_many`)."""
+        if not for_update:
+            query = select(Delivery).where(Delivery.id == delivery_id)
+            return (await self._session.scalars(query)).unique().one_or_none()
+        await self.lock_many((delivery_id,))
+        return self._locked[delivery_id]
 
     async def read(self, delivery_id: uuid.UUID) -> DeliveryView | None:
         """The delivery as the read routes show it, or None."""
@@ -79,19 +89,30 @@ class SqlDeliveryRepository:
 
     async def lock_many(self, delivery_ids: Iterable[uuid.UUID]) -> None:
         """Lock the deliveries of these ids for this transaction in one query, in id order (so that
-        two transactions locking overlapping sets cannot deadlock), and remember which exist."""
+        two transactions locking overlapping sets cannot deadlock), and remember which exist.
+
+        A locked delivery is read as a plain row (with its courier's name) into a `Delivery` the
+        session does not track; what the transaction changes of it is written back as it commits
+        (`UnitOfWork.change_at_commit`), with no ORM load and flush on the way."""
         wanted = sorted(set(delivery_ids) - self._locked.keys())
         if not wanted:
             return
-        query = (
-            select(Delivery).where(Delivery.id.in_(wanted)).order_by(Delivery.id).with_for_update(of=Delivery)
-        )
-        found = {delivery.id: delivery for delivery in (await self._session.scalars(query)).unique()}
+        connection = await self._session.connection()
+        found = {}
+        for row in await connection.execute(_LOCK_MANY, {"ids": wanted}):
+            read = {column: getattr(row, column) for column in _DELIVERY_COLUMNS}
+            delivery = Delivery(**read)
+            if row.deliveryman_id is not None:
+                delivery.deliveryman = Deliveryman(id=row.deliveryman_id, name=row.courier_name)
+            self._session.change_at_commit(_DELIVERY_TABLE, delivery, read)
+            found[delivery.id] = delivery
         for delivery_id in wanted:
             self._locked[delivery_id] = found.get(delivery_id)
 
     def add(self, delivery: Delivery) -> None:
-        self._session.add(delivery)
+        """A new delivery, inserted as the transaction commits with what it holds then (the
+        events after the first in a batch may change it)."""
+        self._session.insert_record_at_commit(_DELIVERY_TABLE, delivery, _DELIVERY_COLUMNS)
         self._locked[delivery.id] = delivery
 
     async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[DeliveryView]:
