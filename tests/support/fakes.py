@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from deliveryhub_contracts.events import Payload
-from deliveryhub_delivery.domain import DeliveryStatus, DeliveryView
+from deliveryhub_delivery.domain import Courier, DeliveryStatus, DeliveryView
 from deliveryhub_delivery.models import Delivery, Deliveryman
 from deliveryhub_delivery.repository import DeliveryQuery
 from deliveryhub_kit.lists import Page, Sort
@@ -18,6 +18,11 @@ from tests.support import couriers
 # The seeded couriers as the delivery service's rows.
 LAPTEV = Deliveryman(id=couriers.LAPTEV.id, name=couriers.LAPTEV.name)
 ZUEV = Deliveryman(id=couriers.ZUEV.id, name=couriers.ZUEV.name)
+
+
+def _view(delivery: Delivery) -> DeliveryView:
+    man = delivery.deliveryman
+    return DeliveryView.of(delivery, Courier(man.id, man.name) if man else None)
 
 
 class FakeDeliveryRepository:
@@ -32,7 +37,7 @@ class FakeDeliveryRepository:
 
     async def read(self, delivery_id: uuid.UUID) -> DeliveryView | None:
         delivery = self.deliveries.get(delivery_id)
-        return None if delivery is None else DeliveryView.of(delivery)
+        return None if delivery is None else _view(delivery)
 
     def add(self, delivery: Delivery) -> None:
         self.deliveries[delivery.id] = delivery
@@ -50,7 +55,7 @@ class FakeDeliveryRepository:
         found.sort(key=lambda delivery: (-delivery.created_at.timestamp(), delivery.id))
         if not newest_first:
             found.sort(key=lambda delivery: (delivery.created_at.timestamp(), delivery.id))
-        return Page([DeliveryView.of(delivery) for delivery in found[offset : offset + limit]], len(found))
+        return Page([_view(delivery) for delivery in found[offset : offset + limit]], len(found))
 
     async def open_deliveries(self) -> dict[uuid.UUID, int]:
         return dict(

@@ -98,11 +98,15 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return Decimal(str(value)).quantize(Decimal(1).scaleb(-self._scale))
 
 
+def dialect_name(session: AsyncSession) -> str:
+    """The dialect of the session's database (PostgreSQL's when it has no bind)."""
+    return session.bind.dialect.name if session.bind is not None else "postgresql"
+
+
 def dialect_insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
     """An INSERT in the dialect of the session's database, so that `on_conflict_do_nothing`
     works on PostgreSQL and SQLite alike."""
-    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-    return sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+    return sqlite.insert(table) if dialect_name(session) == "sqlite" else postgresql.insert(table)
 
 
 def is_sqlite(url: str) -> bool:

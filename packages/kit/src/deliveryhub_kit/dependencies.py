@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
@@ -24,24 +25,22 @@ def in_transaction(make: Callable[[UnitOfWork], T]) -> Any:
     """A dependency yielding `make(work)` (a service) over the request's transaction, committed
     when the route function returns and before the response is sent, as `SessionDep`'s is: one
     dependency to solve where a session and the service over it would be two."""
-
-    async def over_transaction(request: Request) -> AsyncIterator[T]:
-        database: Database = request.app.state.database
-        async with database.transaction() as work:
-            yield make(work)
-
-    return Depends(over_transaction, scope="function")
+    return _over(make, Database.transaction)
 
 
 def only_reading(make: Callable[[UnitOfWork], T]) -> Any:
     """As `in_transaction`, for a route that only reads (`ReadingDep`'s unit of work)."""
+    return _over(make, Database.reading)
 
-    async def over_reading(request: Request) -> AsyncIterator[T]:
-        database: Database = request.app.state.database
-        async with database.reading() as work:
+
+def _over(
+    make: Callable[[UnitOfWork], T], unit: Callable[[Database], AbstractAsyncContextManager[UnitOfWork]]
+) -> Any:
+    async def over_unit_of_work(request: Request) -> AsyncIterator[T]:
+        async with unit(request.app.state.database) as work:
             yield make(work)
 
-    return Depends(over_reading, scope="function")
+    return Depends(over_unit_of_work, scope="function")
 
 
 def _itself(work: UnitOfWork) -> UnitOfWork:

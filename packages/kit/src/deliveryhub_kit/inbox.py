@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from deliveryhub_kit.db import Database, UtcDateTime, dialect_insert, utcnow
+from deliveryhub_kit.db import Database, UtcDateTime, dialect_insert, dialect_name, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ async def record_in_inbox(
     rows = dict(events)  # one row per id
     # On the table, not the mapped class: a plain INSERT, without the ORM's bulk-insert layer.
     table = getattr(model, "__table__")  # noqa: B009 (a mixin does not declare it)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         # One statement for any number of events, compiled once and kept prepared by the driver:
         # the ids and types travel as two arrays.
         found = await session.execute(

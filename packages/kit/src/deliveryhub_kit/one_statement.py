@@ -72,8 +72,9 @@ class OneStatement:
         """The statement writing these changes, then these rows by table in order, and its
         positional arguments."""
         arguments: list[object] = []
-        updates = tuple(self._update(change.table, tuple(change.values)) for change in changes)
-        for update, change in zip(updates, changes, strict=True):
+        changed = tuple((change.table, tuple(change.values)) for change in changes)
+        for (table, keys), change in zip(changed, changes, strict=True):
+            update = self._update(table, keys)
             for value in update.set_values:
                 arguments.append(_processed(value, change.values[value.key]))
             for value in update.key_values:
@@ -87,8 +88,7 @@ class OneStatement:
                 else:
                     groups.append((table, keys, [row]))
         statement, inserts = self._shape(
-            tuple((change.table, tuple(change.values)) for change in changes),
-            tuple((table, keys, len(group)) for table, keys, group in groups),
+            changed, tuple((table, keys, len(group)) for table, keys, group in groups)
         )
         for insert, (_, _, group) in zip(inserts, groups, strict=True):
             for row in group:

@@ -6,6 +6,7 @@ import enum
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from deliveryhub_delivery.models import Delivery, Deliveryman
 from deliveryhub_kit.errors import InvalidTransition
@@ -58,17 +59,16 @@ class DeliveryView:
         return self.address is None
 
     @classmethod
-    def of(cls, delivery: Delivery) -> DeliveryView:
-        """The view of a delivery the ORM holds (one just changed, say)."""
-        man = delivery.deliveryman
+    def of(cls, source: Any, deliveryman: Courier | None) -> DeliveryView:
+        """The view of a delivery's columns (a row read for it, or a `Delivery`) and its courier."""
         return cls(
-            id=delivery.id,
-            address=delivery.address,
-            date=delivery.date,
-            status=DeliveryStatus(delivery.status),
-            deliveryman=Courier(man.id, man.name) if man else None,
-            created_at=delivery.created_at,
-            updated_at=delivery.updated_at,
+            id=source.id,
+            address=source.address,
+            date=source.date,
+            status=DeliveryStatus(source.status),
+            deliveryman=deliveryman,
+            created_at=source.created_at,
+            updated_at=source.updated_at,
         )
 
 

@@ -29,8 +29,12 @@ class DeliveryQuery:
 
 # What the read routes show, as plain rows: a delivery and its courier's name in one row, with no
 # ORM identity map or loader on the way (a read routes' delivery is never changed).
-_deliveries = Delivery.__table__.c
-_couriers = Deliveryman.__table__.c
+_DELIVERY_TABLE: Table = Base.metadata.tables[Delivery.__tablename__]
+_DELIVERY_COLUMNS = tuple(column.key for column in _DELIVERY_TABLE.columns)
+_COURIER_TABLE: Table = Base.metadata.tables[Deliveryman.__tablename__]
+_deliveries = _DELIVERY_TABLE.c
+_couriers = _COURIER_TABLE.c
+_WITH_COURIER = _DELIVERY_TABLE.outerjoin(_COURIER_TABLE)
 _VIEWS = select(
     _deliveries.id,
     _deliveries.address,
@@ -40,14 +44,12 @@ _VIEWS = select(
     _couriers.name.label("deliveryman_name"),
     _deliveries.created_at,
     _deliveries.updated_at,
-).select_from(Delivery.__table__.outerjoin(Deliveryman.__table__))
+).select_from(_WITH_COURIER)
 _ONE_VIEW = _VIEWS.where(_deliveries.id == bindparam("delivery_id"))
 # What a transaction locks to change: every column, and the courier's name for its answer.
-_DELIVERY_TABLE: Table = Base.metadata.tables[Delivery.__tablename__]
-_DELIVERY_COLUMNS = tuple(column.key for column in _DELIVERY_TABLE.columns)
 _LOCK_MANY = (
     select(_DELIVERY_TABLE, _couriers.name.label("courier_name"))
-    .select_from(_DELIVERY_TABLE.outerjoin(Deliveryman.__table__))
+    .select_from(_WITH_COURIER)
     .where(_deliveries.id.in_(bindparam("ids", expanding=True)))
     .order_by(_deliveries.id)
     .with_for_update(of=_DELIVERY_TABLE)
@@ -56,15 +58,7 @@ _LOCK_MANY = (
 
 def _view(row: Row[*tuple[Any, ...]]) -> DeliveryView:
     man = row.deliveryman_id
-    return DeliveryView(
-        id=row.id,
-        address=row.address,
-        date=row.date,
-        status=DeliveryStatus(row.status),
-        deliveryman=Courier(man, row.deliveryman_name) if man is not None else None,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return DeliveryView.of(row, Courier(man, row.deliveryman_name) if man is not None else None)
 
 
 class SqlDeliveryRepository:
@@ -118,9 +112,7 @@ class SqlDeliveryRepository:
     async def list(self, query: DeliveryQuery, *, limit: int, offset: int) -> Page[DeliveryView]:
         conditions = _conditions(query)
         connection = await self._session.connection()
-        total = await connection.scalar(
-            select(func.count()).select_from(Delivery.__table__).where(*conditions)
-        )
+        total = await connection.scalar(select(func.count()).select_from(_DELIVERY_TABLE).where(*conditions))
         order = ordering(
             query.sort,
             created_at=_deliveries.created_at,
