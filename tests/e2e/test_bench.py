@@ -58,6 +58,9 @@ def test_bench_measures_every_phase_on_a_system_of_its_own_and_records_the_run(t
     assert all(row["ratio"] is None or row["ratio"] > 0 for row in run["figures"])
     results = run["results"]
     assert results["yardstick"]["errors"] == 0
+    # The yardstick's errors are a row of the table: a ceiling that failed requests is none.
+    (lean_errors,) = (row for row in run["figures"] if row["name"] == "yardstick POST /api/orders errors")
+    assert lean_errors["met"] is True
     assert results["yardstick"]["requests_per_s"] > 0
     # Paced, an order's lag counts from when it was due, so it is never shorter than from its payment.
     paced = results["e2e_paced"]

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+# A connection idle this long is not used again: uvicorn closes one idle for 5 s, and a request
+# written as it does so gets no answer (the race every keep-alive client pool steps around).
+IDLE_SECONDS = 4.0
+
 
 class LoadError(Exception):
     """A request that got no HTTP answer; `kind` names what happened, for the error counts."""
@@ -36,6 +40,11 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.reusable = True
+        self.idle_since = 0.0
+
+    def stale(self, now: float) -> bool:
+        """Closed by the server, or idle long enough that it may be as the next request goes."""
+        return self.reader.at_eof() or now - self.idle_since > IDLE_SECONDS
 
     async def exchange(self, request: bytes) -> Answer:
         self.writer.write(request)
@@ -95,7 +104,7 @@ class HttpLoad:
 
     async def send(self, request: bytes) -> Answer:
         async with self._slots:
-            connection = self._idle.pop() if self._idle else await self._connect()
+            connection = await self._checkout()
             try:
                 async with asyncio.timeout(self._timeout):
                     answer = await connection.exchange(request)
@@ -109,10 +118,20 @@ class HttpLoad:
                 connection.close()
                 raise
             if connection.reusable:
+                connection.idle_since = asyncio.get_running_loop().time()
                 self._idle.append(connection)
             else:
                 connection.close()
             return answer
+
+    async def _checkout(self) -> _Connection:
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.stale(now):
+                return connection
+            connection.close()
+        return await self._connect()
 
     async def _connect(self) -> _Connection:
         try:
