@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deliveryhub_contracts.events import OrderCreated
 from deliveryhub_contracts.topology import QueueSpec
 from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer
+from deliveryhub_kit.consumer.runner import lane_of
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.errors import Conflict
 from deliveryhub_kit.failures import RetryLater
@@ -106,14 +108,19 @@ class Settle(Protocol):
 
 
 @pytest.fixture
-def settle(publish_event: PublishEvent, stand_in_database: Database, wait_for: WaitFor) -> Settle:
-    """Return once everything published before has been settled (a later sentinel was applied)."""
+def settle(publish_event: PublishEvent, stand_in_database: Database, wait_for: WaitFor, mode: Mode) -> Settle:
+    """Return once everything published before has been settled: a later sentinel was applied in
+    each lane (lanes apply side by side, so one lane's sentinel says nothing of another's events)."""
 
     async def settle() -> None:
-        sentinel = order_created_event()
-        await publish_event(sentinel)
-        order_id = uuid.UUID(str(sentinel.data["order_id"]))
-        await wait_for(lambda: applied(stand_in_database, order_id), message="the sentinel to be applied")
+        sentinels: dict[int, uuid.UUID] = {}
+        while len(sentinels) < mode.lanes:
+            order_id = uuid.uuid4()
+            sentinels.setdefault(lane_of(str(order_id), mode.lanes), order_id)
+        for order_id in sentinels.values():
+            await publish_event(order_created_event(order_id))
+        for order_id in sentinels.values():
+            await wait_for(functools.partial(applied, stand_in_database, order_id), message="a sentinel")
 
     return settle
 
@@ -181,6 +188,7 @@ async def test_a_malformed_message_is_dead_lettered_at_once_with_its_reason(
     body: bytes,
     routing_key: str,
     reason: str,
+    mode: Mode,
 ) -> None:
     consumer = await start_consumer()
 
@@ -196,7 +204,7 @@ async def test_a_malformed_message_is_dead_lettered_at_once_with_its_reason(
     assert headers["x-original-routing-key"] == routing_key
     assert "x-failed-at" in headers
     await settle()
-    assert len(await inbox_ids(stand_in_database)) == 1  # the sentinel's only
+    assert len(await inbox_ids(stand_in_database)) == mode.lanes  # the sentinels' only
     # Stopped, a consumer gives back what it has not acked: an empty queue means all were acked.
     await consumer.stop()
     assert await amqp.message_count(consumer.queue) == 0

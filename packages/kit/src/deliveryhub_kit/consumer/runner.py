@@ -122,6 +122,12 @@ class _Outage:
             task.cancel()
 
 
+def lane_of(subject: str, lanes: int) -> int:
+    """The lane the events about `subject` take, of `lanes`: always the same one, so that they are
+    applied in the order they came."""
+    return zlib.crc32(subject.encode()) % lanes
+
+
 class InboxConsumer:
     """Consumes one queue; side effects happen once per event id and the ack follows the commit.
 
@@ -248,7 +254,7 @@ class InboxConsumer:
             await self._settlement.dead_letter(message, error)
             return
         pending = _Pending(message, decoded, route, asyncio.get_running_loop().create_future())
-        lane = zlib.crc32((decoded.subject or str(decoded.event_id)).encode()) % len(self._waiting)
+        lane = lane_of(decoded.subject or str(decoded.event_id), len(self._waiting))
         self._waiting[lane].append(pending)
         self._start_batch(lane)
         try:
