@@ -14,7 +14,8 @@ from deliveryhub_orders.models import Base, IdempotencyRecord, Order
 
 _ORDER_TABLE = Base.metadata.tables[Order.__tablename__]
 _ORDER_COLUMNS = tuple(column.key for column in _ORDER_TABLE.columns)
-_LOCK_ORDER = select(_ORDER_TABLE).where(_ORDER_TABLE.c.id == bindparam("order_id")).with_for_update()
+_ONE_ORDER = select(_ORDER_TABLE).where(_ORDER_TABLE.c.id == bindparam("order_id"))
+_LOCK_ORDER = _ONE_ORDER.with_for_update()
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,15 @@ class SqlOrderRepository:
         self._locked = session.locked.of(Order)
 
     async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
-        """The order; `for_update`: locked for this transaction, to change. A locked order is read
-        as a plain row into an `Order` the session does not track, and what the transaction
-        changes of it is written back as it commits (`UnitOfWork.change_at_commit`): no ORM load
-        and flush on the way."""
+        """The order, read as a plain row into an `Order` the session does not track: no ORM load
+        on the way. `for_update`: locked for this transaction, to change; what the transaction
+        changes of it is written back as it commits (`UnitOfWork.change_at_commit`), with no flush."""
+        connection = await self._session.connection()
         if not for_update:
-            return (await self._session.scalars(select(Order).where(Order.id == order_id))).one_or_none()
+            row = (await connection.execute(_ONE_ORDER, {"order_id": order_id})).one_or_none()
+            return None if row is None else Order(**row._mapping)
         if order_id in self._locked:
             return self._locked[order_id]
-        connection = await self._session.connection()
         row = (await connection.execute(_LOCK_ORDER, {"order_id": order_id})).one_or_none()
         order = None
         if row is not None:
@@ -61,10 +62,11 @@ class SqlOrderRepository:
             conditions.append(Order.status == query.status)
         if query.search is not None:
             conditions.append(query.search.condition(Order.id, Order.address))
-        total = await self._session.scalar(select(func.count()).select_from(Order).where(*conditions))
+        connection = await self._session.connection()
+        total = await connection.scalar(select(func.count()).select_from(_ORDER_TABLE).where(*conditions))
         order = ordering(query.sort, created_at=Order.created_at, updated_at=Order.updated_at, id=Order.id)
-        rows = select(Order).where(*conditions).order_by(*order).limit(limit).offset(offset)
-        return Page((await self._session.scalars(rows)).all(), int(total or 0))
+        rows = select(_ORDER_TABLE).where(*conditions).order_by(*order).limit(limit).offset(offset)
+        return Page([Order(**row._mapping) for row in await connection.execute(rows)], int(total or 0))
 
     async def get_idempotency_record(self, customer_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
         return await self._session.get(IdempotencyRecord, (customer_id, key))
