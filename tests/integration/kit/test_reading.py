@@ -43,3 +43,16 @@ async def test_a_read_on_sqlite_is_a_transaction_as_usual(tmp_path: Path) -> Non
             assert work.in_transaction()
     finally:
         await database.dispose()
+
+
+async def test_a_read_holds_one_connection_however_it_asks(stand_in_database: Database) -> None:
+    pool = stand_in_database.engine.pool
+    before = pool.checkedout()  # type: ignore[attr-defined]
+    async with stand_in_database.reading() as work:
+        core = await work.connection()
+        backend = await core.scalar(text("SELECT pg_backend_pid()"))
+        # A statement through the session (as an ORM query goes) runs on that same connection.
+        assert await work.scalar(text("SELECT pg_backend_pid()")) == backend
+        assert await (await work.connection()).scalar(text("SELECT pg_backend_pid()")) == backend
+        assert pool.checkedout() == before + 1  # type: ignore[attr-defined]
+    assert pool.checkedout() == before  # type: ignore[attr-defined]

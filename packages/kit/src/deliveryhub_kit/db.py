@@ -24,7 +24,12 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from deliveryhub_kit.one_statement import OneStatement
 from deliveryhub_kit.search import SQLITE_FOLD, fold
-from deliveryhub_kit.unit_of_work import UnitOfWork, track_connections, write_pending_before_commit
+from deliveryhub_kit.unit_of_work import (
+    ReadingWork,
+    UnitOfWork,
+    track_connections,
+    write_pending_before_commit,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -160,12 +165,12 @@ class Database:
         self._one_statement = None if is_sqlite(url) else OneStatement(self.engine.dialect)
         self._commit_listeners: list[CommitListener] = []
         # Reads on PostgreSQL run each statement on its own: no BEGIN and COMMIT around them.
+        self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._reads = (
             None
             if is_sqlite(url)
             else async_sessionmaker(
-                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                class_=UnitOfWork,
+                class_=ReadingWork,
                 sync_session_class=self._sync_sessions,
                 expire_on_commit=False,
                 start_writing=_no_writes_while_reading,
@@ -191,12 +196,13 @@ class Database:
     async def reading(self) -> AsyncIterator[UnitOfWork]:
         """A unit of work that only reads. On PostgreSQL its statements run without a transaction
         around them, which saves two round trips; at READ COMMITTED each statement of a
-        transaction sees a snapshot of its own anyway. SQLite reads in a transaction as usual."""
+        transaction sees a snapshot of its own anyway. It holds one connection from the start
+        (`ReadingWork`). SQLite reads in a transaction as usual."""
         if self._reads is None:
             async with self.transaction() as work:
                 yield work
             return
-        async with self._reads() as work:
+        async with self._read_engine.connect() as connection, self._reads(bind=connection) as work:
             yield work
 
     async def _write_pending(self, work: UnitOfWork) -> None:

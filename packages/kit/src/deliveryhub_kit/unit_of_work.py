@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Insert, Table, event, insert, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_session
+from sqlalchemy.engine.interfaces import CoreExecuteOptionsParameter
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_session
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 Row = TypeVar("Row")
@@ -173,6 +174,24 @@ class UnitOfWork(AsyncSession):
         # its rollback, or a savepoint's, takes the row with it.
         sync_session = self.sync_session
         return sync_session.get_nested_transaction() or sync_session.get_transaction() or sync_session.begin()
+
+
+class ReadingWork(UnitOfWork):
+    """A unit of work that only reads, bound to a connection of its own with no transaction on it.
+    Its Core statements run on that connection as it is (`connection()`), without the session's
+    transaction bookkeeping around each request; the session's own statements (ORM queries) use
+    the same connection, so a read holds one connection however it asks."""
+
+    async def connection(
+        self,
+        bind_arguments: dict[str, Any] | None = None,
+        execution_options: CoreExecuteOptionsParameter | None = None,
+        **kw: Any,
+    ) -> AsyncConnection:
+        bound = self.bind
+        if bind_arguments or execution_options or not isinstance(bound, AsyncConnection):
+            return await super().connection(bind_arguments, execution_options, **kw)
+        return bound
 
 
 def track_connections(sessions: sessionmaker[Session]) -> None:
