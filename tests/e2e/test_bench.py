@@ -68,6 +68,7 @@ def test_bench_measures_every_phase_on_a_system_of_its_own_and_records_the_run(t
     # Each timed phase began once the ones before had left no event behind.
     for section in ("e2e", "http_post_orders", "http_get_delivery", "yardstick", "e2e_paced", "e2e_offered"):
         assert results[section]["settle"]["settled"] is True
+        assert results[section]["settle"]["vacuum_seconds"] >= 0  # and began on vacuumed tables
     # Each timed phase says which process was busiest.
     for section in ("http_post_orders", "http_get_delivery", "yardstick", "e2e", "e2e_paced", "e2e_offered"):
         cpu = results[section]["cpu"]
