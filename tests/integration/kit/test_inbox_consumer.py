@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import ProxyTracerProvider
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +20,7 @@ from deliveryhub_contracts.events import OrderCreated
 from deliveryhub_contracts.topology import QueueSpec
 from deliveryhub_kit.consumer import ConsumerOptions, InboxConsumer
 from deliveryhub_kit.consumer.runner import lane_of
+from deliveryhub_kit.context import current_traceparent
 from deliveryhub_kit.db import Database
 from deliveryhub_kit.errors import Conflict
 from deliveryhub_kit.failures import RetryLater
@@ -390,3 +393,30 @@ async def test_events_about_one_order_are_applied_in_the_order_they_came(
 
     await wait_for(lambda: batch_sizes(consumer)[1] == 48, message="every event to be settled")
     assert seen == {order_id: list(range(1, 9)) for order_id in orders}
+
+
+CALLER_TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize("mode", [IN_BATCHES], ids=["in-batches"], indirect=True)
+async def test_a_handler_carries_the_events_trace_on_when_nothing_records_spans(
+    start_consumer: StartConsumer,
+    publish_event: PublishEvent,
+    monkeypatch: pytest.MonkeyPatch,
+    wait_for: WaitFor,
+) -> None:
+    # No SDK tracer provider: the handler makes no span, and the trace it continues is the event's.
+    monkeypatch.setattr(trace, "get_tracer_provider", ProxyTracerProvider)
+    seen: list[str | None] = []
+
+    async def note_the_trace(session: AsyncSession, event: OrderCreated) -> None:
+        seen.append(current_traceparent())
+
+    await start_consumer(note_the_trace)
+    event = order_created_event().model_copy(update={"traceparent": CALLER_TRACE})
+    await publish_event(event)
+    await publish_event(order_created_event())  # and one without a trace starts none
+
+    await wait_for(lambda: len(seen) == 2, message="both events to be handled")
+    assert sorted(seen, key=str) == [CALLER_TRACE, None]
+    assert current_traceparent() is None  # nor does it outlive the handling

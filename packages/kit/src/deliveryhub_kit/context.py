@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import structlog
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
 
 CORRELATION_HEADER = "X-Request-ID"
@@ -48,3 +48,14 @@ def current_traceparent() -> str | None:
 def trace_context(traceparent: str | None) -> Context:
     """The OpenTelemetry context a `traceparent` continues (an empty one without it)."""
     return propagate.extract({"traceparent": traceparent} if traceparent else {})
+
+
+@contextmanager
+def continuing(traceparent: str | None) -> Iterator[None]:
+    """Inside the block the trace of `traceparent` is the current one, with no span of its own:
+    what a span does when no tracer records it (events written inside carry the trace on)."""
+    token = context.attach(trace_context(traceparent))
+    try:
+        yield
+    finally:
+        context.detach(token)

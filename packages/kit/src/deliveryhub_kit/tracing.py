@@ -37,3 +37,9 @@ def configure_tracing(service: str) -> None:
 
 def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME)
+
+
+def exporting() -> bool:
+    """An SDK tracer provider is installed: spans are recorded and exported. Without one a span
+    records nothing, and a path run for every message skips making it (see `continuing`)."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)

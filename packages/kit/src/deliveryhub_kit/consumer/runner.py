@@ -12,7 +12,7 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,13 +32,13 @@ from deliveryhub_kit.consumer.decoding import (
     cloud_event_decoder,
 )
 from deliveryhub_kit.consumer.policy import FailurePolicy, Settlement
-from deliveryhub_kit.context import correlated, trace_context
+from deliveryhub_kit.context import continuing, correlated, trace_context
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.failures import Failure, Verdict, classify
 from deliveryhub_kit.inbox import InboxMessageMixin, record_in_inbox
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.settings import ServiceSettings
-from deliveryhub_kit.tracing import tracer
+from deliveryhub_kit.tracing import exporting, tracer
 from deliveryhub_kit.unit_of_work import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -492,15 +492,17 @@ class InboxConsumer:
     def _handling(self, decoded: DecodedMessage) -> Iterator[None]:
         """The handling continues the trace and the correlation id of the request that caused it."""
         correlation_id = decoded.correlation_id or str(decoded.event_id)
-        with (
-            correlated(correlation_id, event_id=str(decoded.event_id), event_type=decoded.key),
+        span: AbstractContextManager[object] = (
             tracer().start_as_current_span(
                 f"{self.queue} process",
                 context=trace_context(decoded.traceparent),
                 kind=SpanKind.CONSUMER,
                 attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(decoded.event_id)},
-            ),
-        ):
+            )
+            if exporting()
+            else continuing(decoded.traceparent)
+        )
+        with correlated(correlation_id, event_id=str(decoded.event_id), event_type=decoded.key), span:
             yield
 
     def _consumed(self, decoded: DecodedMessage, *, applied: bool) -> None:
