@@ -234,7 +234,11 @@ class OutboxRelay:
         if not self._broker.connected:
             raise BrokerUnavailable("the broker is not connected; the outbox keeps the events")
         # Sent in order on one channel; the confirms are awaited together.
-        outcomes = await asyncio.gather(*(self._publish_one(each) for each in events), return_exceptions=True)
+        # Asked once a round: the tracer provider is looked up in the environment each time.
+        recording = exporting()
+        outcomes = await asyncio.gather(
+            *(self._publish_one(each, recording) for each in events), return_exceptions=True
+        )
         round_ = PublishRound(at=utcnow())
         for event, outcome in zip(events, outcomes, strict=True):
             if outcome is None:
@@ -273,8 +277,8 @@ class OutboxRelay:
                 )
             )
 
-    async def _publish_one(self, event: WaitingEvent) -> None:
-        if not exporting():  # the message carries the row's trace; a span would record nothing
+    async def _publish_one(self, event: WaitingEvent, recording: bool) -> None:
+        if not recording:  # the message carries the row's trace; a span would record nothing
             await self._broker.publish(self._exchange, event.routing_key, event.message())
             return
         # A producer span continues the trace of the request that wrote the row.

@@ -315,7 +315,7 @@ class InboxConsumer:
                         continue  # the database answers again: the same messages once more
                     return  # given back to the queue
                 if len(batch) == 1:
-                    with self._handling(batch[0].decoded):
+                    with self._handling(batch[0].decoded, exporting()):
                         await self._settlement.failed(batch[0].message, batch[0].decoded.key, error, failure)
                 else:
                     logger.info(
@@ -343,9 +343,10 @@ class InboxConsumer:
                     applied.add(index)
             if self._prepare_batch is not None and len(applied) > 1:
                 await self._prepare_batch(work, [batch[index].decoded.payload for index in applied])
+            recording = exporting()  # once a batch: the tracer provider is looked up each time
             for index in sorted(applied):
                 pending = batch[index]
-                with self._handling(pending.decoded):
+                with self._handling(pending.decoded, recording):
                     await pending.route.apply(work, pending.decoded.payload)
         return applied
 
@@ -489,7 +490,7 @@ class InboxConsumer:
         self._consumed(decoded, applied=applied)
 
     @contextmanager
-    def _handling(self, decoded: DecodedMessage) -> Iterator[None]:
+    def _handling(self, decoded: DecodedMessage, recording: bool) -> Iterator[None]:
         """The handling continues the trace and the correlation id of the request that caused it."""
         correlation_id = decoded.correlation_id or str(decoded.event_id)
         span: AbstractContextManager[object] = (
@@ -499,7 +500,7 @@ class InboxConsumer:
                 kind=SpanKind.CONSUMER,
                 attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(decoded.event_id)},
             )
-            if exporting()
+            if recording
             else continuing(decoded.traceparent)
         )
         with correlated(correlation_id, event_id=str(decoded.event_id), event_type=decoded.key), span:
