@@ -24,8 +24,15 @@ async def _hello(scope: dict[str, object], receive: object, send: object) -> Non
 @pytest.fixture
 async def server_url() -> AsyncIterator[str]:
     port = free_port()
+    # No log_config and no log_level: uvicorn leaves the process's logging as it found it.
     config = uvicorn.Config(
-        _hello, host="127.0.0.1", port=port, timeout_keep_alive=1, log_level="warning", lifespan="off"
+        _hello,
+        host="127.0.0.1",
+        port=port,
+        timeout_keep_alive=1,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
