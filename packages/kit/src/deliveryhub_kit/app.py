@@ -10,9 +10,8 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import APIRouter, FastAPI, Response
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,7 +22,7 @@ from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.rates import AddressRate, RequestRate
 from deliveryhub_kit.runtime import Runtime
 from deliveryhub_kit.tokens import TokenVerifier
-from deliveryhub_kit.tracing import configure_tracing
+from deliveryhub_kit.tracing import configure_tracing, exporting
 
 
 class BodyLimit:
@@ -146,7 +145,7 @@ class RequestTracing:
         self.recording = OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or isinstance(trace.get_tracer_provider(), TracerProvider):
+        if scope["type"] != "http" or exporting():
             await self.recording(scope, receive, send)
             return
         carrier = {

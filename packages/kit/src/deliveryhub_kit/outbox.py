@@ -278,16 +278,19 @@ class OutboxRelay:
             )
 
     async def _publish_one(self, event: WaitingEvent, recording: bool) -> None:
-        if not recording:  # the message carries the row's trace; a span would record nothing
-            await self._broker.publish(self._exchange, event.routing_key, event.message())
-            return
-        # A producer span continues the trace of the request that wrote the row.
-        with tracer().start_as_current_span(
-            f"{event.routing_key} publish",
-            context=trace_context(event.traceparent),
-            kind=SpanKind.PRODUCER,
-            attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(event.event_id)},
-        ):
+        # A producer span continues the trace of the request that wrote the row; unrecorded it
+        # would be none, and the message carries the row's trace either way.
+        span: contextlib.AbstractContextManager[object] = (
+            tracer().start_as_current_span(
+                f"{event.routing_key} publish",
+                context=trace_context(event.traceparent),
+                kind=SpanKind.PRODUCER,
+                attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(event.event_id)},
+            )
+            if recording
+            else contextlib.nullcontext()
+        )
+        with span:
             await self._broker.publish(self._exchange, event.routing_key, event.message())
 
     async def _measure_if_due(self) -> None:

@@ -39,12 +39,12 @@ class SqlOrderRepository:
         """The order, read as a plain row into an `Order` the session does not track: no ORM load
         on the way. `for_update`: locked for this transaction, to change; what the transaction
         changes of it is written back as it commits (`UnitOfWork.change_at_commit`), with no flush."""
+        if for_update and order_id in self._locked:
+            return self._locked[order_id]
         connection = await self._session.connection()
         if not for_update:
             row = (await connection.execute(_ONE_ORDER, {"order_id": order_id})).one_or_none()
             return None if row is None else Order(**row._mapping)
-        if order_id in self._locked:
-            return self._locked[order_id]
         row = (await connection.execute(_LOCK_ORDER, {"order_id": order_id})).one_or_none()
         order = None
         if row is not None:
