@@ -40,10 +40,10 @@ from deliveryhub_kit.broker import (
     BrokerUnavailable,
     OutgoingMessage,
 )
-from deliveryhub_kit.context import current_correlation_id, current_traceparent, trace_context
+from deliveryhub_kit.context import current_correlation_id, current_traceparent
 from deliveryhub_kit.db import Database, UtcDateTime, utcnow
 from deliveryhub_kit.metrics import Metrics
-from deliveryhub_kit.tracing import exporting, tracer
+from deliveryhub_kit.tracing import exporting, message_span
 from deliveryhub_kit.unit_of_work import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -278,14 +278,11 @@ class OutboxRelay:
             )
 
     async def _publish_one(self, event: WaitingEvent, recording: bool) -> None:
-        # A producer span continues the trace of the request that wrote the row; unrecorded it
-        # would be none, and the message carries the row's trace either way.
+        # A producer span continues the trace of the request that wrote the row (the message
+        # carries the row's trace either way).
         span: contextlib.AbstractContextManager[object] = (
-            tracer().start_as_current_span(
-                f"{event.routing_key} publish",
-                context=trace_context(event.traceparent),
-                kind=SpanKind.PRODUCER,
-                attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(event.event_id)},
+            message_span(
+                f"{event.routing_key} publish", event.traceparent, SpanKind.PRODUCER, str(event.event_id)
             )
             if recording
             else contextlib.nullcontext()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind
+
+from deliveryhub_kit.context import trace_context
 
 TRACER_NAME = "deliveryhub"
 
@@ -43,3 +47,17 @@ def exporting() -> bool:
     """An SDK tracer provider is installed: spans are recorded and exported. Without one a span
     records nothing, and a path run for every message skips making it (see `continuing`)."""
     return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
+def message_span(
+    name: str, traceparent: str | None, kind: SpanKind, message_id: str
+) -> AbstractContextManager[object]:
+    """The span of publishing or handling one message, continuing the trace of `traceparent`.
+    Made only while a tracer records (`exporting()`, asked once a batch): without one it would
+    record nothing, and the caller goes on without it."""
+    return tracer().start_as_current_span(
+        name,
+        context=trace_context(traceparent),
+        kind=kind,
+        attributes={"messaging.system": "rabbitmq", "messaging.message.id": message_id},
+    )

@@ -32,13 +32,13 @@ from deliveryhub_kit.consumer.decoding import (
     cloud_event_decoder,
 )
 from deliveryhub_kit.consumer.policy import FailurePolicy, Settlement
-from deliveryhub_kit.context import continuing, correlated, trace_context
+from deliveryhub_kit.context import continuing, correlated
 from deliveryhub_kit.db import Database, utcnow
 from deliveryhub_kit.failures import Failure, Verdict, classify
 from deliveryhub_kit.inbox import InboxMessageMixin, record_in_inbox
 from deliveryhub_kit.metrics import Metrics
 from deliveryhub_kit.settings import ServiceSettings
-from deliveryhub_kit.tracing import exporting, tracer
+from deliveryhub_kit.tracing import exporting, message_span
 from deliveryhub_kit.unit_of_work import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -493,12 +493,11 @@ class InboxConsumer:
     def _handling(self, decoded: DecodedMessage, recording: bool) -> Iterator[None]:
         """The handling continues the trace and the correlation id of the request that caused it."""
         correlation_id = decoded.correlation_id or str(decoded.event_id)
+        # Unrecorded, the event's trace is carried on without a span (the events written inside
+        # continue it).
         span: AbstractContextManager[object] = (
-            tracer().start_as_current_span(
-                f"{self.queue} process",
-                context=trace_context(decoded.traceparent),
-                kind=SpanKind.CONSUMER,
-                attributes={"messaging.system": "rabbitmq", "messaging.message.id": str(decoded.event_id)},
+            message_span(
+                f"{self.queue} process", decoded.traceparent, SpanKind.CONSUMER, str(decoded.event_id)
             )
             if recording
             else continuing(decoded.traceparent)
