@@ -139,6 +139,29 @@ async def test_one_trace_and_one_correlation_id_follow_an_order_into_the_deliver
     assert any(name.startswith("POST") for name in names), names
 
 
+async def test_a_request_makes_one_server_span_while_traces_are_recorded(
+    spans: InMemorySpanExporter, orders: RunningOrders, tokens: Tokens
+) -> None:
+    trace_id = uuid.uuid4().hex
+    response = await orders.client.post(
+        "/api/orders",
+        json=order_body(),
+        headers={**tokens.customer(uuid.uuid4()), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    assert response.status_code == 201, response.text
+
+    requests = [
+        (span.kind, span.instrumentation_scope.name if span.instrumentation_scope else None)
+        for span in spans.get_finished_spans()
+        if span.context is not None
+        and format(span.context.trace_id, "032x") == trace_id
+        and span.name == "POST /api/orders"
+    ]
+    # The kit's request layer makes it; the framework's own telemetry would make one more, and
+    # the kit's would then be an inner span of the same name.
+    assert requests == [(SpanKind.SERVER, "opentelemetry.instrumentation.asgi")], requests
+
+
 async def test_metrics_parse_and_count_the_flow(
     orders: RunningOrders,
     delivery_app: tuple[httpx.AsyncClient, Database],

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import APIRouter, FastAPI, Response
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -89,6 +90,8 @@ def settle_garbage_collection() -> None:
 
 GC_YOUNG_THRESHOLD = 20_000
 
+_NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
 
 def build_app(
     *,
@@ -117,7 +120,16 @@ def build_app(
         configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
     configure_tracing(settings.service_name)
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        # Traces, metrics and logs are the kit's own (RequestTracing, RequestMetrics, RequestLog):
+        # the framework's would make a second server span of each request, and would look up
+        # three telemetry providers on every request to find out whether to.
+        telemetry=_NO_FRAMEWORK_TELEMETRY,
+    )
     app.state.runtime = runtime
     app.state.database = runtime.database
     install_error_handlers(app)

@@ -50,7 +50,10 @@ def create_app() -> FastAPI:
         finally:
             await app.state.pool.close()
 
-    app = FastAPI(lifespan=lifespan, openapi_url=None)
+    # No telemetry of the framework's either, as the services build theirs (deliveryhub_kit.app).
+    app = FastAPI(
+        lifespan=lifespan, openapi_url=None, telemetry={"tracing": False, "metrics": False, "logs": False}
+    )
 
     @app.post("/api/orders", status_code=201)
     async def place_order(body: OrderCreate, request: Request) -> Response:
