@@ -49,22 +49,12 @@ async def test_hostile_messages_are_dead_lettered_while_good_ones_flow(
         # Spread among the good orders, as a broken producer would send them.
         placed_before = number * ORDERS // len(kinds)
         await wait_for(lambda: shop.placed >= placed_before, timeout=30, message="good orders")  # noqa: B023
-        for copy in range(COPIES):
-            message_id = hostile.message_id(f"hostile-{number}-{copy}-{uuid.uuid4().hex[:6]}")
-            headers = dict(hostile.headers)
-            if hostile.target == "events":
-                await amqp.publish(
-                    hostile.routing_key,
-                    hostile.body,
-                    exchange=system.names.exchange,
-                    message_id=message_id,
-                    headers=headers,
-                )
-            else:
-                await amqp.publish(
-                    queue_of[hostile.target], hostile.body, message_id=message_id, headers=headers
-                )
-            injected[message_id] = hostile
+        copies = [
+            hostile.message_id(f"hostile-{number}-{copy}-{uuid.uuid4().hex[:6]}") for copy in range(COPIES)
+        ]
+        # All of a kind's copies at once, each confirmed, as a flooding producer sends them.
+        await asyncio.gather(*(_inject(amqp, system, queue_of, hostile, message_id) for message_id in copies))
+        injected |= dict.fromkeys(copies, hostile)
     await stream
 
     dead_letter_queues = [Names.dead_letter_queue(queue) for queue in queue_of.values()]
@@ -116,3 +106,19 @@ async def test_hostile_messages_are_dead_lettered_while_good_ones_flow(
     scenario.figure("seconds from the first bad message until all were parked", parked_seconds)
     for kind, reason in reasons.items():
         scenario.figure(f"dead letter: {kind}", reason)
+
+
+async def _inject(
+    amqp: Amqp, system: FaultSystem, queue_of: dict[str, str], hostile: Hostile, message_id: str
+) -> None:
+    headers = dict(hostile.headers)
+    if hostile.target == "events":
+        await amqp.publish(
+            hostile.routing_key,
+            hostile.body,
+            exchange=system.names.exchange,
+            message_id=message_id,
+            headers=headers,
+        )
+    else:
+        await amqp.publish(queue_of[hostile.target], hostile.body, message_id=message_id, headers=headers)

@@ -68,7 +68,9 @@ class ServiceSettings(BaseSettings):
     amqp_password_file: Path | None = None
     broker_prefix: str = ""
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
-    consumer_prefetch: int = Field(default=64, ge=1, le=10_000)
+    # Two batches' worth: the next batch arrives while one is applied (at one batch's worth the
+    # broker sends nothing until the acks of the last go out). Each held message is in memory.
+    consumer_prefetch: int = Field(default=128, ge=1, le=10_000)
     # Messages applied in one transaction (each still acked, retried or dead-lettered on its own).
     consumer_batch_size: int = Field(default=64, ge=1, le=10_000)
     # Batches a consumer applies side by side (events about one order always share a lane). On this
