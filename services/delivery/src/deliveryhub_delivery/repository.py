@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Row, Table, bindparam, func, select
 
 from deliveryhub_delivery.domain import Courier, DeliveryStatus, DeliveryView
 from deliveryhub_delivery.models import Base, Delivery, Deliveryman
+from deliveryhub_kit.driver_reads import DriverRead, ReadRow
 from deliveryhub_kit.lists import Page, Sort, ordering
 from deliveryhub_kit.search import Search
 from deliveryhub_kit.unit_of_work import UnitOfWork
@@ -45,7 +46,7 @@ _VIEWS = select(
     _deliveries.created_at,
     _deliveries.updated_at,
 ).select_from(_WITH_COURIER)
-_ONE_VIEW = _VIEWS.where(_deliveries.id == bindparam("delivery_id"))
+_ONE_VIEW = DriverRead(_VIEWS.where(_deliveries.id == bindparam("delivery_id")))
 # What a transaction locks to change: every column, and the courier's name for its answer.
 _LOCK_MANY = (
     select(_DELIVERY_TABLE, _couriers.name.label("courier_name"))
@@ -56,7 +57,7 @@ _LOCK_MANY = (
 )
 
 
-def _view(row: Row[*tuple[Any, ...]]) -> DeliveryView:
+def _view(row: Row[*tuple[Any, ...]] | ReadRow) -> DeliveryView:
     man = row.deliveryman_id
     return DeliveryView.of(row, Courier(man, row.deliveryman_name) if man is not None else None)
 
@@ -78,7 +79,7 @@ class SqlDeliveryRepository:
     async def read(self, delivery_id: uuid.UUID) -> DeliveryView | None:
         """The delivery as the read routes show it, or None."""
         connection = await self._session.connection()
-        row = (await connection.execute(_ONE_VIEW, {"delivery_id": delivery_id})).one_or_none()
+        row = await _ONE_VIEW.one_or_none(connection, delivery_id=delivery_id)
         return None if row is None else _view(row)
 
     async def lock_many(self, delivery_ids: Iterable[uuid.UUID]) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, bindparam, exc, func, select
 
+from deliveryhub_kit.driver_reads import DriverRead
 from deliveryhub_kit.lists import Page, Sort, ordering
 from deliveryhub_kit.search import Search
 from deliveryhub_kit.unit_of_work import UnitOfWork
@@ -14,8 +15,9 @@ from deliveryhub_orders.models import Base, IdempotencyRecord, Order
 
 _ORDER_TABLE = Base.metadata.tables[Order.__tablename__]
 _ORDER_COLUMNS = tuple(column.key for column in _ORDER_TABLE.columns)
-_ONE_ORDER = select(_ORDER_TABLE).where(_ORDER_TABLE.c.id == bindparam("order_id"))
-_LOCK_ORDER = _ONE_ORDER.with_for_update()
+_ORDER_BY_ID = select(_ORDER_TABLE).where(_ORDER_TABLE.c.id == bindparam("order_id"))
+_ONE_ORDER = DriverRead(_ORDER_BY_ID)
+_LOCK_ORDER = _ORDER_BY_ID.with_for_update()
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,8 @@ class SqlOrderRepository:
             return self._locked[order_id]
         connection = await self._session.connection()
         if not for_update:
-            row = (await connection.execute(_ONE_ORDER, {"order_id": order_id})).one_or_none()
-            return None if row is None else Order(**row._mapping)
+            found = await _ONE_ORDER.one_or_none(connection, order_id=order_id)
+            return None if found is None else Order(**found._asdict())
         row = (await connection.execute(_LOCK_ORDER, {"order_id": order_id})).one_or_none()
         order = None
         if row is not None:
