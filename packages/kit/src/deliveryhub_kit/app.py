@@ -90,7 +90,8 @@ def settle_garbage_collection() -> None:
 
 GC_YOUNG_THRESHOLD = 20_000
 
-_NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+# The framework's own traces, metrics and logs, off: the kit's layers make them (see build_app).
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def build_app(
@@ -128,7 +129,7 @@ def build_app(
         # Traces, metrics and logs are the kit's own (RequestTracing, RequestMetrics, RequestLog):
         # the framework's would make a second server span of each request, and would look up
         # three telemetry providers on every request to find out whether to.
-        telemetry=_NO_FRAMEWORK_TELEMETRY,
+        telemetry=NO_FRAMEWORK_TELEMETRY,
     )
     app.state.runtime = runtime
     app.state.database = runtime.database

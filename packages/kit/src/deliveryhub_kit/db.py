@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -21,7 +22,6 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from deliveryhub_kit.driver_reads import STALE_CONNECTION_CODES, driver_of, invalidate_if_stale
 from deliveryhub_kit.one_statement import OneStatement
 from deliveryhub_kit.search import SQLITE_FOLD, fold
 from deliveryhub_kit.unit_of_work import (
@@ -249,15 +249,37 @@ class Database:
         await self.engine.dispose()
 
 
+async def driver_of(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under a SQLAlchemy one."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    return driver
+
+
+async def invalidate_if_stale(connection: AsyncConnection, error: BaseException) -> None:
+    """After a statement on the driver failed outside a transaction: a value the server refused
+    leaves the connection as it was; after anything else (a lost line, a server going away, a
+    cancel or a timeout mid-statement) it is not handed out again, and the pool opens a fresh one."""
+    code = getattr(error, "sqlstate", None)
+    if not isinstance(code, str) or code.startswith(_STALE_CONNECTION_CODES):
+        await connection.invalidate()
+
+
 def _no_writes_while_reading() -> None:
     raise RuntimeError("a reading unit of work commits nothing: emit events and insert rows in a transaction")
+
+
+# SQLSTATEs after which no pooled connection is worth keeping: the connection is gone (08), the
+# server is shutting down or restarting (57P01-57P03), or it takes no writes any more (25006, a
+# standby after a failover; a session keeps the read-only default it began with).
+_STALE_CONNECTION_CODES = ("08", "57P01", "57P02", "57P03", "25006")
 
 
 def _drop_stale_connections(context: ExceptionContext) -> None:
     """Count such an error as a disconnect: SQLAlchemy then empties the pool, and the next
     transaction opens a fresh connection instead of meeting the same answer again."""
     code = getattr(context.original_exception, "sqlstate", None)
-    if isinstance(code, str) and code.startswith(STALE_CONNECTION_CODES):
+    if isinstance(code, str) and code.startswith(_STALE_CONNECTION_CODES):
         context.is_disconnect = True
 
 

@@ -22,12 +22,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import MultipleResultsFound
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-Process = Callable[[Any], Any] | None
+from deliveryhub_kit.db import driver_of, invalidate_if_stale
 
-# SQLSTATEs after which no pooled connection is worth keeping: the connection is gone (08), the
-# server is shutting down or restarting (57P01-57P03), or it takes no writes any more (25006, a
-# standby after a failover; a session keeps the read-only default it began with).
-STALE_CONNECTION_CODES = ("08", "57P01", "57P02", "57P03", "25006")
+Process = Callable[[Any], Any] | None
 
 
 class ReadRow(Protocol):
@@ -143,19 +140,3 @@ async def _compile(statement: Select[*tuple[Any, ...]], dialect: Dialect, driver
         columns=columns,
         processed=any(process is not None for process in columns),
     )
-
-
-async def driver_of(connection: AsyncConnection) -> Any:
-    """The asyncpg connection under a SQLAlchemy one."""
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None
-    return driver
-
-
-async def invalidate_if_stale(connection: AsyncConnection, error: BaseException) -> None:
-    """After a statement on the driver failed outside a transaction: a value the server refused
-    leaves the connection as it was; after anything else (a lost line, a server going away, a
-    cancel or a timeout mid-statement) it is not handed out again, and the pool opens a fresh one."""
-    code = getattr(error, "sqlstate", None)
-    if not isinstance(code, str) or code.startswith(STALE_CONNECTION_CODES):
-        await connection.invalidate()

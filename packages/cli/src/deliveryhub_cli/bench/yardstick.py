@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from deliveryhub_contracts.events import ORDERS_SOURCE, OrderCreated, make_envelope
+from deliveryhub_kit.app import NO_FRAMEWORK_TELEMETRY
 from deliveryhub_orders.schemas import OrderCreate
 
 # At most the services' own pool, opened as the load asks for it (as theirs is): a pool opened
@@ -50,10 +51,8 @@ def create_app() -> FastAPI:
         finally:
             await app.state.pool.close()
 
-    # No telemetry of the framework's either, as the services build theirs (deliveryhub_kit.app).
-    app = FastAPI(
-        lifespan=lifespan, openapi_url=None, telemetry={"tracing": False, "metrics": False, "logs": False}
-    )
+    # No telemetry of the framework's either, as the services are built.
+    app = FastAPI(lifespan=lifespan, openapi_url=None, telemetry=NO_FRAMEWORK_TELEMETRY)
 
     @app.post("/api/orders", status_code=201)
     async def place_order(body: OrderCreate, request: Request) -> Response:
